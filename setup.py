@@ -1,0 +1,56 @@
+"""Packaging for trl-embodied (import name ``trl_embodied``).
+
+Tool settings (ruff, pytest) live in ``pyproject.toml``; packaging lives here.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+
+def read_version() -> str:
+    """Read ``__version__`` from the package without importing it (its imports need torch)."""
+    for line in (ROOT / "trl_embodied" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("trl_embodied/__init__.py defines no __version__")
+
+
+setup(
+    name="trl-embodied",
+    version=read_version(),
+    description=(
+        "TWOSOME-style PPO for language models acting in text environments over valid actions, "
+        "as a TRL extension"
+    ),
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["trl_embodied", "trl_embodied.*"]),
+    install_requires=[
+        "trl>=1.16",
+        "transformers>=5.0",
+        "peft>=0.17",
+        "accelerate>=1.0",
+        "datasets>=3.0",
+        "bitsandbytes>=0.45",
+        "gymnasium>=1.0",
+        "safetensors",
+        "gguf",
+        "matplotlib",
+        "numpy",
+    ],
+    extras_require={
+        "dev": ["pytest", "ruff"],
+        # Third-party text environments (TextWorld adapter).
+        "textenvs": ["textworld"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,31 @@
+"""trl-embodied: train language models to act in text environments with PPO over valid actions.
+
+``import trl_embodied`` registers the built-in tasks with gymnasium
+(``gymnasium.make("trl_embodied/Overcooked-TomatoSalad-v0")``).
+"""
+
+__version__ = "0.1.0.dev0"
+
+from trl_embodied.envs import (
+    ENV_IDS,
+    HouseholdEnv,
+    HouseholdTask,
+    OvercookedEnv,
+    OvercookedTask,
+    SymbolicObservation,
+    TextEnv,
+    TextEnvWrapper,
+    make_env,
+)
+
+__all__ = [
+    "ENV_IDS",
+    "HouseholdEnv",
+    "HouseholdTask",
+    "OvercookedEnv",
+    "OvercookedTask",
+    "SymbolicObservation",
+    "TextEnv",
+    "TextEnvWrapper",
+    "make_env",
+]

@@ -1,0 +1,362 @@
+"""The text-environment contract shared by every trl_embodied environment, and its wrappers.
+
+A text environment is a ``gymnasium.Env`` whose
+
+- observation is the prompt text (a ``gymnasium.spaces.Text``), ending where an action completes it;
+- action is an ``int`` index into ``info["valid_actions"]``, the list of action texts valid *now*;
+- ``info`` carries, on every ``reset`` and ``step``:
+
+  ==========================  ===============================================================
+  ``valid_actions``           ``list[str]``, non-empty, unique: what the agent may do next
+  ``action_mask``             ``np.ndarray[int8]`` of shape ``[action_space.n]``: 1 for the
+                              first ``len(valid_actions)`` indices (gymnasium's masked sampling)
+  ``success``                 ``bool``: the task was completed (True at most on the last step)
+  ``primitive_steps``         ``int``: primitive time steps the last action took (macro actions
+                              take several; GAE discounts them with ``gamma ** primitive_steps``)
+  ``symbolic_observation``    ``np.ndarray[float32]`` in ``symbolic_observation_space``: the same
+                              state as a vector, for non-LLM baselines (an MLP on PPO from scratch)
+  ==========================  ===============================================================
+
+Rewards, ``terminated`` and ``truncated`` follow gymnasium. ``action_space`` is a ``Discrete`` whose
+size bounds the number of valid actions; the valid ones are always the first ``len(valid_actions)``.
+
+Two ways to build one:
+
+- :class:`TextEnv`, the base of the built-in environments: a task written as pure functions of a
+  hashable state (initial state, valid actions, transition, description, symbolic vector). The base
+  class does the gymnasium bookkeeping, and because the transition is pure, :meth:`TextEnv.plan`
+  finds an optimal action sequence by search (the scripted expert of the tests and demonstrations).
+- :class:`TextEnvWrapper`, which turns any gymnasium env into this contract from two callables: one
+  describing the state as text, one listing the valid actions.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+#: Characters a prompt may contain (``gymnasium.spaces.Text`` checks every observation against it).
+PROMPT_CHARSET = string.ascii_letters + string.digits + string.punctuation + " \n"
+#: Longest prompt, in characters, that the observation space admits.
+MAX_PROMPT_CHARS = 8192
+
+InvalidActionMode = Literal["raise", "noop"]
+State = TypeVar("State", bound=Hashable)
+
+
+def prompt_space() -> spaces.Text:
+    """The observation space of every text environment: a prompt of printable ASCII."""
+    return spaces.Text(max_length=MAX_PROMPT_CHARS, min_length=1, charset=PROMPT_CHARSET)
+
+
+def check_valid_actions(actions: Sequence[str], max_actions: int, where: str) -> list[str]:
+    """Check the contract on a list of valid actions and return it as a ``list``.
+
+    Raises:
+        ValueError: the list is empty, has duplicates or is longer than the action space.
+        TypeError: an action is not a non-empty ``str``.
+    """
+    actions = list(actions)
+    if not actions:
+        raise ValueError(f"{where}: the list of valid actions is empty; every state must offer at least one action.")
+    for index, action in enumerate(actions):
+        if not isinstance(action, str) or not action.strip():
+            raise TypeError(f"{where}: valid action {index} is {action!r}; every action must be a non-empty str.")
+    duplicates = sorted({a for a in actions if actions.count(a) > 1})
+    if duplicates:
+        raise ValueError(f"{where}: duplicated valid actions {duplicates}; action texts must be unique.")
+    if len(actions) > max_actions:
+        raise ValueError(
+            f"{where}: {len(actions)} valid actions but the action space holds {max_actions}; "
+            "raise max_actions."
+        )
+    return actions
+
+
+def check_action_index(action: Any, valid_actions: Sequence[str], where: str) -> int | None:
+    """Return ``action`` as an ``int`` if it indexes ``valid_actions``, else ``None``.
+
+    Raises:
+        TypeError: the action is not an integer (``bool`` and floats are refused, never rounded).
+    """
+    if isinstance(action, np.ndarray) and action.shape == ():
+        action = action.item()
+    if isinstance(action, bool) or not isinstance(action, int | np.integer):
+        raise TypeError(
+            f"{where}: the action must be an int index into info['valid_actions'], got {action!r} "
+            f"({type(action).__name__})."
+        )
+    action = int(action)
+    return action if 0 <= action < len(valid_actions) else None
+
+
+def invalid_action_error(action: int, valid_actions: Sequence[str], where: str) -> ValueError:
+    listing = ", ".join(f"{i}: {a!r}" for i, a in enumerate(valid_actions))
+    return ValueError(
+        f"{where}: action {action} is not a valid action index; this step offers {len(valid_actions)} "
+        f"actions (0..{len(valid_actions) - 1}): {listing}. Pick an index into info['valid_actions'], "
+        "or build the env with invalid_action='noop' to make it a penalized no-op."
+    )
+
+
+def join_phrases(phrases: Sequence[str]) -> str:
+    """English enumeration: ``["a", "b", "c"]`` -> ``"a, b and c"``."""
+    if len(phrases) < 2:
+        return "".join(phrases)
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def action_mask(num_valid: int, max_actions: int) -> np.ndarray:
+    """``int8[max_actions]`` with ones for the first ``num_valid`` indices."""
+    mask = np.zeros(max_actions, dtype=np.int8)
+    mask[:num_valid] = 1
+    return mask
+
+
+class Transition(NamedTuple, Generic[State]):
+    """The outcome of one (macro) action in a :class:`TextEnv`."""
+
+    state: State
+    reward: float
+    terminated: bool
+    success: bool
+    primitive_steps: int = 1
+
+
+class TextEnv(gymnasium.Env[str, int], Generic[State]):
+    """Base class of the built-in text environments: a task as pure functions of a hashable state.
+
+    Subclasses implement :meth:`initial_state`, :meth:`valid_actions`, :meth:`transition`,
+    :meth:`describe` and :meth:`symbolic`, and call ``super().__init__`` with the sizes. This class
+    keeps the episode (current state, elapsed primitive steps), checks actions, assembles ``info``
+    and truncates at ``max_primitive_steps``: a macro action started before the limit runs to its end,
+    then the episode is truncated.
+
+    Invalid actions. An index outside the current valid actions raises ``ValueError`` by default
+    (``invalid_action="raise"``); with ``invalid_action="noop"`` it leaves the state unchanged, costs one
+    primitive step and gives ``invalid_action_penalty`` as reward. Nothing wraps around. Stepping an
+    episode that has ended raises ``RuntimeError``: call ``reset()``.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        *,
+        max_actions: int,
+        symbolic_size: int,
+        max_primitive_steps: int,
+        invalid_action: InvalidActionMode = "raise",
+        invalid_action_penalty: float = -0.1,
+        render_mode: str | None = None,
+    ):
+        if invalid_action not in ("raise", "noop"):
+            raise ValueError(f"invalid_action={invalid_action!r}; use 'raise' or 'noop'.")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r}; supported: {self.metadata['render_modes']} or None.")
+        if max_primitive_steps < 1:
+            raise ValueError(f"max_primitive_steps={max_primitive_steps}; it must be >= 1.")
+        self.observation_space = prompt_space()
+        self.action_space = spaces.Discrete(max_actions)
+        self.symbolic_observation_space = spaces.Box(-1.0, 1.0, shape=(symbolic_size,), dtype=np.float32)
+        self.max_primitive_steps = max_primitive_steps
+        self.invalid_action = invalid_action
+        self.invalid_action_penalty = invalid_action_penalty
+        self.render_mode = render_mode
+        self.state: State | None = None
+        self.elapsed_primitive_steps = 0
+        self.ended = False
+
+    # -- the task: pure functions of the state, written by each environment --------------------------
+    def initial_state(self) -> State:
+        """The state an episode starts in; may draw from ``self.np_random``."""
+        raise NotImplementedError
+
+    def valid_actions(self, state: State) -> list[str]:
+        """The action texts valid in ``state``; index ``i`` of this list is action ``i``."""
+        raise NotImplementedError
+
+    def transition(self, state: State, action: int) -> Transition[State]:
+        """Apply valid action ``action`` to ``state``; must not mutate ``state``."""
+        raise NotImplementedError
+
+    def describe(self, state: State) -> str:
+        """The prompt for ``state``: a text that the chosen action completes."""
+        raise NotImplementedError
+
+    def symbolic(self, state: State) -> np.ndarray:
+        """``float32[symbolic_size]`` in [-1, 1]: the state as a vector for non-LLM baselines."""
+        raise NotImplementedError
+
+    # -- gymnasium API -------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.state = self.initial_state()
+        self.elapsed_primitive_steps = 0
+        self.ended = False
+        return self.describe(self.state), self._info(success=False, primitive_steps=0)
+
+    def step(self, action: int) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        where = type(self).__name__
+        if self.state is None:
+            raise RuntimeError(f"{where}: step() before reset(); call reset() first.")
+        if self.ended:
+            raise RuntimeError(f"{where}: the episode has ended; call reset() before step().")
+        valid = self.valid_actions(self.state)
+        index = check_action_index(action, valid, where)
+        if index is None:
+            if self.invalid_action == "raise":
+                raise invalid_action_error(int(action), valid, where)
+            outcome = Transition(self.state, self.invalid_action_penalty, terminated=False, success=False)
+        else:
+            outcome = self.transition(self.state, index)
+        self.state = outcome.state
+        self.elapsed_primitive_steps += outcome.primitive_steps
+        truncated = not outcome.terminated and self.elapsed_primitive_steps >= self.max_primitive_steps
+        self.ended = outcome.terminated or truncated
+        info = self._info(success=outcome.success, primitive_steps=outcome.primitive_steps)
+        return self.describe(self.state), float(outcome.reward), outcome.terminated, truncated, info
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi" and self.state is not None:
+            return self.describe(self.state)
+        return None
+
+    def _info(self, *, success: bool, primitive_steps: int) -> dict[str, Any]:
+        valid = check_valid_actions(self.valid_actions(self.state), self.action_space.n, type(self).__name__)
+        return {
+            "valid_actions": valid,
+            "action_mask": action_mask(len(valid), self.action_space.n),
+            "success": bool(success),
+            "primitive_steps": int(primitive_steps),
+            "symbolic_observation": self.symbolic(self.state),
+        }
+
+    # -- the scripted expert -------------------------------------------------------------------------
+    def plan(self) -> list[int]:
+        """An optimal action sequence from the current state to success.
+
+        Optimal means fewest primitive steps (for macro actions, the highest undiscounted return), then
+        fewest actions. Raises ``RuntimeError`` if no sequence within the step limit succeeds.
+        """
+        from trl_embodied.envs.planner import shortest_plan
+
+        if self.state is None:
+            raise RuntimeError(f"{type(self).__name__}: plan() before reset(); call reset() first.")
+        budget = self.max_primitive_steps - self.elapsed_primitive_steps
+        return shortest_plan(self.state, self.valid_actions, self.transition, max_cost=budget)
+
+
+class TextEnvWrapper(gymnasium.Wrapper[str, int, Any, Any]):
+    """Turn any gymnasium env into a text environment from two callables.
+
+    Args:
+        env: the env to wrap; its actions are whatever ``valid_actions`` maps the texts to.
+        describe: ``describe(obs, info) -> str``, the prompt for the wrapped env's observation.
+        valid_actions: ``valid_actions(obs, info) -> Mapping[str, action]``, the action texts valid now,
+            each mapped to the wrapped env's action (a ``dict`` keeps the order and the texts unique).
+        max_actions: the size of the ``Discrete`` action space, an upper bound on len(valid actions).
+        is_success: ``is_success(obs, reward, terminated, truncated, info) -> bool``; by default the
+            wrapped env's ``info["success"]``, else False.
+        invalid_action, invalid_action_penalty: as in :class:`TextEnv` (raise, or a penalized no-op that
+            does not step the wrapped env).
+
+    The symbolic observation is the wrapped env's observation flattened (``gymnasium.spaces.flatten``),
+    absent where that space cannot be flattened; every action counts one primitive step.
+    """
+
+    def __init__(
+        self,
+        env: gymnasium.Env,
+        describe: Callable[[Any, dict[str, Any]], str],
+        valid_actions: Callable[[Any, dict[str, Any]], Mapping[str, Any]],
+        *,
+        max_actions: int = 64,
+        is_success: Callable[[Any, float, bool, bool, dict[str, Any]], bool] | None = None,
+        invalid_action: InvalidActionMode = "raise",
+        invalid_action_penalty: float = -0.1,
+    ):
+        super().__init__(env)
+        if invalid_action not in ("raise", "noop"):
+            raise ValueError(f"invalid_action={invalid_action!r}; use 'raise' or 'noop'.")
+        self._describe = describe
+        self._valid_actions = valid_actions
+        self._is_success = is_success or (lambda obs, reward, terminated, truncated, info: bool(info.get("success")))
+        self.invalid_action = invalid_action
+        self.invalid_action_penalty = invalid_action_penalty
+        self.observation_space = prompt_space()
+        self.action_space = spaces.Discrete(max_actions)
+        try:
+            self.symbolic_observation_space = spaces.flatten_space(env.observation_space)
+        except NotImplementedError:  # e.g. a Text observation: there is no vector to give
+            self.symbolic_observation_space = None
+        self._last: tuple[Any, dict[str, Any]] | None = None
+        self._actions: dict[str, Any] = {}
+        self._ended = False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._ended = False
+        return self._observe(obs, info, success=False)
+
+    def step(self, action: int) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        where = f"TextEnvWrapper({self.env})"
+        if self._last is None:
+            raise RuntimeError(f"{where}: step() before reset(); call reset() first.")
+        if self._ended:
+            raise RuntimeError(f"{where}: the episode has ended; call reset() before step().")
+        texts = list(self._actions)
+        index = check_action_index(action, texts, where)
+        if index is None:
+            if self.invalid_action == "raise":
+                raise invalid_action_error(int(action), texts, where)
+            obs, info = self._last
+            prompt, info = self._observe(obs, info, success=False)
+            return prompt, float(self.invalid_action_penalty), False, False, info
+        obs, reward, terminated, truncated, info = self.env.step(self._actions[texts[index]])
+        self._ended = terminated or truncated
+        success = bool(self._is_success(obs, reward, terminated, truncated, info))
+        prompt, info = self._observe(obs, info, success=success)
+        return prompt, float(reward), terminated, truncated, info
+
+    def _observe(self, obs: Any, info: dict[str, Any], *, success: bool) -> tuple[str, dict[str, Any]]:
+        self._last = (obs, info)
+        where = f"TextEnvWrapper({self.env})"
+        actions = dict(self._valid_actions(obs, info))
+        valid = check_valid_actions(list(actions), self.action_space.n, where)
+        self._actions = actions
+        info = dict(info)
+        info.update(
+            valid_actions=valid,
+            action_mask=action_mask(len(valid), self.action_space.n),
+            success=success,
+            primitive_steps=1,
+        )
+        if self.symbolic_observation_space is not None:
+            info["symbolic_observation"] = spaces.flatten(self.env.observation_space, obs).astype(np.float32)
+        return self._describe(obs, info), info
+
+
+class SymbolicObservation(gymnasium.Wrapper):
+    """Swap a text environment's prompt for its symbolic observation vector (for MLP baselines).
+
+    The observation becomes ``info["symbolic_observation"]`` and the observation space the env's
+    ``symbolic_observation_space``; everything else, ``info`` included, passes through.
+    """
+
+    def __init__(self, env: gymnasium.Env):
+        super().__init__(env)
+        self.observation_space = env.get_wrapper_attr("symbolic_observation_space")
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        _, info = self.env.reset(**kwargs)
+        return info["symbolic_observation"], info
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        _, reward, terminated, truncated, info = self.env.step(action)
+        return info["symbolic_observation"], reward, terminated, truncated, info

@@ -1,0 +1,57 @@
+"""Gymnasium ids for every built-in task, under the ``trl_embodied/`` namespace.
+
+After ``import trl_embodied``, ``gymnasium.make("trl_embodied/Overcooked-TomatoSalad-v0")`` works, and so
+do gymnasium's vector envs. :func:`make_env` adds a clear error for unknown ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+
+from trl_embodied.envs import household, overcooked
+
+NAMESPACE = "trl_embodied"
+
+
+def _registry() -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{id: (entry point, kwargs)}`` for every built-in task."""
+    ids = {
+        f"{NAMESPACE}/Overcooked-{task}-v0": ("trl_embodied.envs.overcooked:OvercookedEnv", {"task": task})
+        for task in overcooked.TASKS
+    }
+    ids |= {
+        f"{NAMESPACE}/Household-{task}-v0": ("trl_embodied.envs.household:HouseholdEnv", {"task": task})
+        for task in household.TASKS
+    }
+    return ids
+
+
+ENV_IDS: tuple[str, ...] = tuple(_registry())
+
+
+def register_envs() -> None:
+    """Register every built-in task with gymnasium (idempotent)."""
+    for env_id, (entry_point, kwargs) in _registry().items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, entry_point=entry_point, kwargs=kwargs)
+
+
+def make_env(env_id: str, **kwargs: Any) -> gymnasium.Env:
+    """``gymnasium.make`` for trl_embodied tasks; the ``trl_embodied/`` prefix may be left out.
+
+    Raises:
+        ValueError: ``env_id`` names no registered environment; the message lists the built-in ids.
+    """
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a str such as {ENV_IDS[0]!r}, got {type(env_id).__name__}.")
+    register_envs()
+    candidates = [env_id, f"{NAMESPACE}/{env_id}"]
+    for candidate in candidates:
+        if candidate in gymnasium.registry:
+            return gymnasium.make(candidate, **kwargs)
+    raise ValueError(
+        f"unknown environment id {env_id!r}. Built-in ids: {', '.join(ENV_IDS)}. Any id registered with "
+        "gymnasium also works."
+    )

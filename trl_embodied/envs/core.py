@@ -63,10 +63,14 @@ def check_valid_actions(actions: Sequence[str], max_actions: int, where: str) ->
     """
     actions = list(actions)
     if not actions:
-        raise ValueError(f"{where}: the list of valid actions is empty; every state must offer at least one action.")
+        raise ValueError(
+            f"{where}: the list of valid actions is empty; every state must offer at least one action."
+        )
     for index, action in enumerate(actions):
         if not isinstance(action, str) or not action.strip():
-            raise TypeError(f"{where}: valid action {index} is {action!r}; every action must be a non-empty str.")
+            raise TypeError(
+                f"{where}: valid action {index} is {action!r}; every action must be a non-empty str."
+            )
     duplicates = sorted({a for a in actions if actions.count(a) > 1})
     if duplicates:
         raise ValueError(f"{where}: duplicated valid actions {duplicates}; action texts must be unique.")
@@ -158,7 +162,9 @@ class TextEnv(gymnasium.Env[str, int], Generic[State]):
         if invalid_action not in ("raise", "noop"):
             raise ValueError(f"invalid_action={invalid_action!r}; use 'raise' or 'noop'.")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r}; supported: {self.metadata['render_modes']} or None.")
+            raise ValueError(
+                f"render_mode={render_mode!r}; supported: {self.metadata['render_modes']} or None."
+            )
         if max_primitive_steps < 1:
             raise ValueError(f"max_primitive_steps={max_primitive_steps}; it must be >= 1.")
         self.observation_space = prompt_space()
@@ -194,7 +200,9 @@ class TextEnv(gymnasium.Env[str, int], Generic[State]):
         raise NotImplementedError
 
     # -- gymnasium API -------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
         self.state = self.initial_state()
         self.elapsed_primitive_steps = 0
@@ -252,7 +260,7 @@ class TextEnv(gymnasium.Env[str, int], Generic[State]):
         return shortest_plan(self.state, self.valid_actions, self.transition, max_cost=budget)
 
 
-class TextEnvWrapper(gymnasium.Wrapper[str, int, Any, Any]):
+class TextEnvWrapper(gymnasium.Wrapper[str, int, Any, Any], gymnasium.utils.RecordConstructorArgs):
     """Turn any gymnasium env into a text environment from two callables.
 
     Args:
@@ -281,25 +289,39 @@ class TextEnvWrapper(gymnasium.Wrapper[str, int, Any, Any]):
         invalid_action: InvalidActionMode = "raise",
         invalid_action_penalty: float = -0.1,
     ):
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(
+            self,
+            describe=describe,
+            valid_actions=valid_actions,
+            max_actions=max_actions,
+            is_success=is_success,
+            invalid_action=invalid_action,
+            invalid_action_penalty=invalid_action_penalty,
+        )
+        gymnasium.Wrapper.__init__(self, env)
         if invalid_action not in ("raise", "noop"):
             raise ValueError(f"invalid_action={invalid_action!r}; use 'raise' or 'noop'.")
         self._describe = describe
         self._valid_actions = valid_actions
-        self._is_success = is_success or (lambda obs, reward, terminated, truncated, info: bool(info.get("success")))
+        self._is_success = is_success or (
+            lambda obs, reward, terminated, truncated, info: bool(info.get("success"))
+        )
         self.invalid_action = invalid_action
         self.invalid_action_penalty = invalid_action_penalty
         self.observation_space = prompt_space()
         self.action_space = spaces.Discrete(max_actions)
         try:
-            self.symbolic_observation_space = spaces.flatten_space(env.observation_space)
+            flat = spaces.flatten_space(env.observation_space)
+            self.symbolic_observation_space = spaces.Box(flat.low, flat.high, flat.shape, dtype=np.float32)
         except NotImplementedError:  # e.g. a Text observation: there is no vector to give
             self.symbolic_observation_space = None
         self._last: tuple[Any, dict[str, Any]] | None = None
         self._actions: dict[str, Any] = {}
         self._ended = False
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._ended = False
         return self._observe(obs, info, success=False)
@@ -342,7 +364,7 @@ class TextEnvWrapper(gymnasium.Wrapper[str, int, Any, Any]):
         return self._describe(obs, info), info
 
 
-class SymbolicObservation(gymnasium.Wrapper):
+class SymbolicObservation(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     """Swap a text environment's prompt for its symbolic observation vector (for MLP baselines).
 
     The observation becomes ``info["symbolic_observation"]`` and the observation space the env's
@@ -350,7 +372,8 @@ class SymbolicObservation(gymnasium.Wrapper):
     """
 
     def __init__(self, env: gymnasium.Env):
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        gymnasium.Wrapper.__init__(self, env)
         self.observation_space = env.get_wrapper_attr("symbolic_observation_space")
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:

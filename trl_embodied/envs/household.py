@@ -109,7 +109,11 @@ TASKS: dict[str, HouseholdTask] = {
             goal="heat up the pancake in the microwave",
             items={"pancake": "kitchen"},
             furniture=("microwave",),
-            goal_predicates=(("inside", "pancake", "microwave"), ("closed", "microwave"), ("agent_in", "kitchen")),
+            goal_predicates=(
+                ("inside", "pancake", "microwave"),
+                ("closed", "microwave"),
+                ("agent_in", "kitchen"),
+            ),
         ),
         HouseholdTask(
             name="Entertainment",
@@ -129,7 +133,11 @@ TASKS: dict[str, HouseholdTask] = {
             goal="heat up the cheese in the microwave",
             items={"cheese": "fridge"},
             furniture=("fridge", "microwave"),
-            goal_predicates=(("inside", "cheese", "microwave"), ("closed", "microwave"), ("agent_in", "kitchen")),
+            goal_predicates=(
+                ("inside", "cheese", "microwave"),
+                ("closed", "microwave"),
+                ("agent_in", "kitchen"),
+            ),
             start_room="living room",
         ),
         HouseholdTask(
@@ -137,7 +145,11 @@ TASKS: dict[str, HouseholdTask] = {
             goal="heat up the hamburger in the microwave",
             items={"hamburger": "coffee table"},
             furniture=("coffee table", "microwave"),
-            goal_predicates=(("inside", "hamburger", "microwave"), ("closed", "microwave"), ("agent_in", "kitchen")),
+            goal_predicates=(
+                ("inside", "hamburger", "microwave"),
+                ("closed", "microwave"),
+                ("agent_in", "kitchen"),
+            ),
             start_room="bedroom",
         ),
         HouseholdTask(
@@ -229,7 +241,9 @@ class HouseholdEnv(TextEnv[HomeState]):
     def _check_task(task: HouseholdTask) -> None:
         for name in task.furniture:
             if name not in FURNITURE:
-                raise ValueError(f"task {task.name!r}: unknown furniture {name!r}; known: {sorted(FURNITURE)}.")
+                raise ValueError(
+                    f"task {task.name!r}: unknown furniture {name!r}; known: {sorted(FURNITURE)}."
+                )
         for item, where in task.items.items():
             if where not in ROOMS and where not in task.furniture:
                 raise ValueError(
@@ -296,7 +310,9 @@ class HouseholdEnv(TextEnv[HomeState]):
         name, *args = predicate
         if name in ("inside", "on"):
             item, furniture = args
-            return state.locations[self.items.index(item)] == f"{'in' if name == 'inside' else 'on'}:{furniture}"
+            return (
+                state.locations[self.items.index(item)] == f"{'in' if name == 'inside' else 'on'}:{furniture}"
+            )
         if name == "closed":
             return args[0] not in state.open
         if name == "switched_on":
@@ -310,7 +326,8 @@ class HouseholdEnv(TextEnv[HomeState]):
     # -- the task ------------------------------------------------------------------------------------
     def initial_state(self) -> HomeState:
         locations = tuple(
-            where if where in ROOMS else f"{_preposition(where)}:{where}" for where in self.task.items.values()
+            where if where in ROOMS else f"{_preposition(where)}:{where}"
+            for where in self.task.items.values()
         )
         return HomeState(
             self.task.start_room, None, None, locations, self.task.initially_open, self.task.initially_on
@@ -333,7 +350,9 @@ class HouseholdEnv(TextEnv[HomeState]):
                 return None
             if target in ROOMS:
                 return s._replace(room=target, close_to=None)
-            if target in self.items and (s.locations[self.items.index(target)] == "held" or self.hidden(s, target)):
+            if target in self.items and (
+                s.locations[self.items.index(target)] == "held" or self.hidden(s, target)
+            ):
                 return None
             return s._replace(room=self.room_of(s, target), close_to=target)
         if verb == "stand":
@@ -344,7 +363,12 @@ class HouseholdEnv(TextEnv[HomeState]):
             where = s.locations[index]
             support = where.split(":", 1)[1] if ":" in where else None
             reachable = near or (support is not None and s.close_to == support)
-            if not reachable or where == "held" or self.hidden(s, target) or s.locations.count("held") >= HANDS:
+            if (
+                not reachable
+                or where == "held"
+                or self.hidden(s, target)
+                or s.locations.count("held") >= HANDS
+            ):
                 return None
             return s._replace(locations=_replaced(s.locations, index, "held"))
         if verb == "put":
@@ -353,7 +377,9 @@ class HouseholdEnv(TextEnv[HomeState]):
             closed = FURNITURE[furniture].openable and furniture not in s.open
             if s.locations[index] != "held" or s.close_to != furniture or closed:
                 return None
-            return s._replace(locations=_replaced(s.locations, index, f"{_preposition(furniture)}:{furniture}"))
+            return s._replace(
+                locations=_replaced(s.locations, index, f"{_preposition(furniture)}:{furniture}")
+            )
         if not near:
             return None
         if verb in ("open", "close"):
@@ -375,7 +401,10 @@ class HouseholdEnv(TextEnv[HomeState]):
             obj
             for obj in self.task.objects
             if self.room_of(state, obj) == state.room
-            and not (obj in self.task.items and (state.locations[self.items.index(obj)] == "held" or self.hidden(state, obj)))
+            and not (
+                obj in self.task.items
+                and (state.locations[self.items.index(obj)] == "held" or self.hidden(state, obj))
+            )
         ]
         if visible:
             sentences.append(f"You notice {_join_the(visible)}.")

@@ -138,7 +138,9 @@ class Kitchen:
                 self.item_cells[letters[rows[r][c]]] = (r, c)
         # Counters an item may be placed on when placement is randomized.
         reserved = {*self.boards, self.delivery}
-        self.free_counters = [cell for cell in self.counters if cell not in reserved and self.neighbours(cell)]
+        self.free_counters = [
+            cell for cell in self.counters if cell not in reserved and self.neighbours(cell)
+        ]
         self.distance = self._all_pairs_distances()
 
     def neighbours(self, cell: Cell) -> list[Cell]:
@@ -328,7 +330,9 @@ class OvercookedEnv(TextEnv[KitchenState]):
             agent, walk = self.kitchen.approach(state.agent, self.cell_of(state, item))
             if held is None and places[item][0] != "bowl":
                 places[item] = ("held",)
-            elif held == self.bowl and item != self.bowl and state.chopped[item] and places[item][0] != "bowl":
+            elif (
+                held == self.bowl and item != self.bowl and state.chopped[item] and places[item][0] != "bowl"
+            ):
                 places[item] = ("bowl",)
             elif item == self.bowl and held is not None and state.chopped[held]:
                 places[held], places[item] = ("bowl",), ("held",)
@@ -414,7 +418,9 @@ class OvercookedEnv(TextEnv[KitchenState]):
             sentences.append("Currently you don't have anything in hand.")
         else:
             sentences.append(f"Currently you are carrying {_article(self._phrase(state, held))}.")
-        sentences.append(f"To serve the dish of a bowl only containing chopped {self.task.dish()}, you should first")
+        sentences.append(
+            f"To serve the dish of a bowl only containing chopped {self.task.dish()}, you should first"
+        )
         return " ".join(sentences)
 
     def symbolic(self, state: KitchenState) -> np.ndarray:

@@ -1,0 +1,94 @@
+"""The generic wrapper: any gymnasium env becomes a text env from two callables."""
+
+import warnings
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from trl_embodied import SymbolicObservation, TextEnvWrapper
+
+MOVES = {"move left": 0, "move down": 1, "move right": 2, "move up": 3}
+
+
+def frozen_lake(**kwargs):
+    env = gymnasium.make("FrozenLake-v1", is_slippery=False)
+
+    def describe(obs, info):
+        row, col = divmod(int(obs), 4)
+        return (
+            f"You stand on a 4x4 frozen lake at row {row}, column {col}. The goal is at row 3, column 3. You"
+        )
+
+    return TextEnvWrapper(
+        env,
+        describe,
+        lambda obs, info: MOVES,
+        max_actions=4,
+        is_success=lambda obs, reward, terminated, truncated, info: terminated and reward > 0,
+        **kwargs,
+    )
+
+
+def test_wrapped_env_passes_check_env_and_follows_the_contract():
+    env = frozen_lake()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # check_env notes that it is handed a wrapper: that is the point here.
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped version")
+        check_env(env, skip_render_check=True)
+    prompt, info = env.reset(seed=0)
+    assert "row 0, column 0" in prompt and info["valid_actions"] == list(MOVES)
+    assert info["symbolic_observation"].shape == (16,) and info["symbolic_observation"][0] == 1.0
+
+
+def test_success_comes_from_the_callable():
+    env = frozen_lake()
+    env.reset(seed=0)
+    path = ["move right", "move right", "move down", "move down", "move down", "move right"]
+    for move in path:
+        _, reward, terminated, truncated, info = env.step(list(MOVES).index(move))
+    assert terminated and reward == 1.0 and info["success"]
+    with pytest.raises(RuntimeError, match="episode has ended"):
+        env.step(0)
+
+
+def test_invalid_actions_raise_or_noop():
+    env = frozen_lake()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action 4 is not a valid action index"):
+        env.step(4)
+    env = frozen_lake(invalid_action="noop", invalid_action_penalty=-1.0)
+    prompt, _ = env.reset(seed=0)
+    same, reward, terminated, truncated, _ = env.step(9)
+    assert same == prompt and reward == -1.0 and not (terminated or truncated)
+
+
+@pytest.mark.parametrize(
+    ("actions", "error", "message"),
+    [
+        ({}, ValueError, "list of valid actions is empty"),
+        ({"": 0}, TypeError, "must be a non-empty str"),
+        ({f"a{i}": i for i in range(5)}, ValueError, "5 valid actions but the action space holds 4"),
+    ],
+)
+def test_bad_action_lists_are_refused(actions, error, message):
+    env = TextEnvWrapper(
+        gymnasium.make("FrozenLake-v1"), lambda o, i: "x", lambda o, i: actions, max_actions=4
+    )
+    with pytest.raises(error, match=message):
+        env.reset(seed=0)
+
+
+def test_duplicated_actions_are_refused():
+    from trl_embodied.envs.core import check_valid_actions
+
+    with pytest.raises(ValueError, match=r"duplicated valid actions \['go'\]"):
+        check_valid_actions(["go", "stop", "go"], 8, "test")
+
+
+def test_symbolic_observation_of_a_wrapped_env():
+    env = SymbolicObservation(frozen_lake())
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and np.argmax(obs) == 0

@@ -40,7 +40,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(VENV)/bin/accelerate launch --num_processes 1 --cpu recipes/overcooked.py $(DEMO_ARGS)
+	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no recipes/overcooked.py $(DEMO_ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -17,8 +17,23 @@ from trl_embodied.envs import (
     TextEnvWrapper,
     make_env,
 )
+from trl_embodied.modeling import (
+    ActorCriticOutput,
+    EmbodiedActorCritic,
+    ValueHead,
+    default_lora_config,
+    load_base_model,
+)
+from trl_embodied.scoring import ActionScorer, ActionScores
 
 __all__ = [
+    "ActionScorer",
+    "ActionScores",
+    "ActorCriticOutput",
+    "EmbodiedActorCritic",
+    "ValueHead",
+    "default_lora_config",
+    "load_base_model",
     "ENV_IDS",
     "HouseholdEnv",
     "HouseholdTask",

@@ -1,0 +1,151 @@
+"""ActionScorer: prefix-shared scores equal the naive per-action sequences, normalizations, bad input."""
+
+import math
+
+import pytest
+import torch
+
+from trl_embodied import ActionScorer
+from trl_embodied.scoring import naive_action_logprobs
+
+from .conftest import build_gpt2, build_llama
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("add_bos", [False, True])
+def test_prefix_shared_scores_equal_the_naive_way(
+    architecture, padding_side, add_bos, tokenizer, bos_tokenizer, task_batch
+):
+    tok = bos_tokenizer if add_bos else tokenizer
+    tok.padding_side = padding_side
+    model = (build_llama if architecture == "llama" else build_gpt2)(len(tok))
+    prompts, actions = task_batch  # 5, 17 and 8 actions; prompts of different lengths
+    with torch.no_grad():
+        scores = ActionScorer(model, tok, normalization="none").score(prompts, actions)
+        naive = naive_action_logprobs(model, tok, prompts, actions)
+    assert scores.mask.sum(-1).tolist() == [5, 17, 8]
+    assert torch.allclose(scores.logprobs[scores.mask], naive[scores.mask], atol=1e-4, rtol=0)
+    # Not trivially equal: the actions' log-probs differ from each other.
+    assert scores.logprobs[0, :5].std() > 1e-3
+
+
+def test_action_tokens_match_the_joint_tokenization(tokenizer, bos_tokenizer, task_batch):
+    prompts, actions = task_batch
+    for tok in (tokenizer, bos_tokenizer):
+        scorer = ActionScorer(build_llama(len(tok)), tok)
+        for prompt, env_actions in zip(prompts, actions, strict=True):
+            prompt_ids, action_ids = scorer._tokenize(prompt, tuple(env_actions))
+            for action, ids in zip(env_actions, action_ids, strict=True):
+                assert prompt_ids + ids == tok(f"{prompt} {action}")["input_ids"]
+                assert tok.decode(ids) == f" {action}"
+
+
+def test_scores_are_batch_invariant(llama, tokenizer, task_batch):
+    prompts, actions = task_batch
+    scorer = ActionScorer(llama, tokenizer)
+    with torch.no_grad():
+        together = scorer.score(prompts, actions)
+        alone = [scorer.score([p], [a]) for p, a in zip(prompts, actions, strict=True)]
+    for b, single in enumerate(alone):
+        k = len(actions[b])
+        assert torch.allclose(together.scores[b, :k], single.scores[0, :k], atol=1e-5)
+        assert torch.allclose(together.hidden[b], single.hidden[0], atol=1e-5)
+
+
+def test_hidden_is_the_last_prompt_token_state(llama, tokenizer, task_batch):
+    prompts, actions = task_batch
+    with torch.no_grad():
+        scores = ActionScorer(llama, tokenizer).score(prompts, actions)
+        for b, prompt in enumerate(prompts):
+            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+            expected = llama(ids, output_hidden_states=True).hidden_states[-1][0, -1]
+            assert torch.allclose(scores.hidden[b], expected, atol=1e-5)
+    assert scores.hidden.shape == (3, llama.config.hidden_size)
+
+
+def test_normalizations_on_hand_computed_numbers(llama, tokenizer):
+    prompt = "To serve the dish, you should first"
+    actions = ["chop nothing", "pick up the tomato"]
+    by_mode = {}
+    with torch.no_grad():
+        for mode in ("none", "token", "word"):
+            by_mode[mode] = ActionScorer(llama, tokenizer, normalization=mode).score([prompt], [actions])
+    raw = by_mode["none"].logprobs[0]
+    tokens = [len(tokenizer(f" {a}", add_special_tokens=False)["input_ids"]) for a in actions]
+    assert by_mode["none"].num_tokens[0].tolist() == tokens
+    assert torch.allclose(by_mode["none"].scores[0], raw)
+    assert torch.allclose(by_mode["token"].scores[0], raw / torch.tensor(tokens, dtype=torch.float))
+    assert torch.allclose(by_mode["word"].scores[0], raw / torch.tensor([2.0, 4.0]))
+    word = by_mode["word"]
+    expected = torch.softmax(raw / torch.tensor([2.0, 4.0]), dim=0)
+    assert torch.allclose(word.env(0).probs, expected)
+    assert word.env(0).entropy.item() == pytest.approx(-(expected * expected.log()).sum().item(), abs=1e-6)
+    assert math.isclose(word.env(0).probs.sum().item(), 1.0, abs_tol=1e-6)
+
+
+def test_padding_slots_carry_no_probability(llama, tokenizer, task_batch):
+    prompts, actions = task_batch
+    with torch.no_grad():
+        scores = ActionScorer(llama, tokenizer).score(prompts, actions)
+    assert scores.scores.shape == (3, 17)
+    assert torch.all(scores.probs[~scores.mask] == 0)
+    assert torch.allclose(scores.probs.sum(-1), torch.ones(3))
+    assert torch.isfinite(scores.entropy).all() and (scores.entropy > 0).all()
+    assert scores.env(0).logprobs.shape == (5,)
+
+
+def test_gradients_flow_from_the_policy_scores(llama, tokenizer, task_batch):
+    prompts, actions = task_batch
+    scores = ActionScorer(llama, tokenizer).score(prompts, actions)
+    scores.log_policy[scores.mask].sum().backward()
+    grads = [p.grad for p in llama.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert llama.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+
+
+def test_gradients_equal_the_naive_way(tokenizer, task_batch):
+    prompts, actions = task_batch
+    model_a, model_b = build_llama(len(tokenizer)), build_llama(len(tokenizer))
+    ActionScorer(model_a, tokenizer, normalization="none").score(prompts, actions).logprobs.sum().backward()
+    naive_action_logprobs(model_b, tokenizer, prompts, actions).sum().backward()
+    for (name, a), b in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-4, rtol=1e-4), name
+
+
+@pytest.mark.parametrize(
+    ("prompts", "actions", "error", "message"),
+    [
+        (["p"], [[]], ValueError, "environment 0: the list of valid actions is empty"),
+        (["p", "q"], [["a"], ["b", "b"]], ValueError, r"environment 1: duplicated valid actions \['b'\]"),
+        (["p"], [["a", 3]], TypeError, "environment 0: valid action 1 is 3"),
+        (["p"], [["a"], ["b"]], ValueError, "1 prompts but 2 action lists"),
+        (["p", 5], [["a"], ["b"]], TypeError, "environment 1: the prompt must be a str"),
+        ("p", [["a"]], TypeError, "got a single str"),
+        (["p"], ["abc"], TypeError, "environment 0: actions must be a list of str"),
+        ([], [], ValueError, "got no prompts"),
+    ],
+)
+def test_bad_input_names_the_environment(llama, tokenizer, prompts, actions, error, message):
+    with pytest.raises(error, match=message):
+        ActionScorer(llama, tokenizer).score(prompts, actions)
+
+
+def test_a_prompt_longer_than_the_context_is_refused(llama, tokenizer):
+    long_prompt = "walk to the kitchen " * 200  # well past the tiny model's 512 positions
+    with pytest.raises(ValueError, match="environment 1: the prompt .* exceeds the model's context of 512"):
+        ActionScorer(llama, tokenizer).score(["short", long_prompt], [["a"], ["b"]])
+
+
+def test_non_finite_log_probs_are_refused(llama, tokenizer):
+    with torch.no_grad():
+        llama.lm_head.weight[0, 0] = float("nan")
+    with pytest.raises(
+        ValueError, match="non-finite log-probabilities for environment 0 action 'chop nothing'"
+    ):
+        ActionScorer(llama, tokenizer).score(["you should first"], [["chop nothing"]])
+
+
+def test_unknown_normalization_is_refused(llama, tokenizer):
+    with pytest.raises(ValueError, match="normalization='words'"):
+        ActionScorer(llama, tokenizer, normalization="words")

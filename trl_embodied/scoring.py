@@ -1,0 +1,394 @@
+"""Valid-action scoring: the policy's hot path.
+
+For a prompt ``s`` and valid actions ``a_1..a_k``, the score of ``a_i`` is the joint log-probability of
+its tokens after the prompt, ``log P(a_i | s) = sum_t log p(w_t | s, w_<t)``, optionally normalized by
+its token or word count; the policy is the softmax of the scores over the ``k`` actions (TWOSOME).
+
+Prefix sharing. The naive way scores each action as its own ``prompt + " " + action`` sequence and so
+encodes the prompt ``k`` times. :class:`ActionScorer` packs each environment into one sequence,
+``[prompt][a_1][a_2]...[a_k]``, with position ids that restart after the prompt for every action and
+a 4D attention mask in which each action's tokens attend to the prompt and to their own earlier tokens
+only. One forward over the batch of packed sequences then gives, for every action token, exactly the
+hidden state the naive sequence would give, while the prompt is computed once. The LM head runs only
+at the positions whose next token is an action token, never over the prompt. The same call with
+gradients serves the PPO update, and it needs no KV cache, so gradient checkpointing works with it.
+
+Tokenization. Actions are tokenized as they appear after the prompt: the tokens of
+``prompt + " " + action`` beyond the prompt's own tokens. Where a tokenizer merges tokens across that
+boundary (the joint tokens do not start with the prompt's tokens), the scorer keeps the prompt's tokens
+and scores the standalone tokens of ``" " + action``, and warns once; the naive concatenation then
+differs from the scorer for that pair.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from trl_embodied.envs.core import check_valid_actions
+
+Normalization = Literal["none", "token", "word"]
+NORMALIZATIONS = ("none", "token", "word")
+
+
+@dataclass
+class EnvScores:
+    """One environment's slice of :class:`ActionScores`; every tensor is 1-D over its ``k`` actions."""
+
+    logprobs: torch.Tensor
+    scores: torch.Tensor
+    probs: torch.Tensor
+    entropy: torch.Tensor  # scalar
+    hidden: torch.Tensor  # [hidden_size]
+
+
+@dataclass
+class ActionScores:
+    """Scores of a batch of environments, padded to the largest number of actions ``K``.
+
+    Attributes:
+        logprobs: ``[B, K]`` raw joint log-probability of each action (0 at padding).
+        scores: ``[B, K]`` after normalization (``-inf`` at padding), the policy's logits.
+        mask: ``[B, K]`` bool, True for real actions.
+        num_tokens: ``[B, K]`` tokens per action (0 at padding).
+        hidden: ``[B, hidden_size]`` last hidden state at each prompt's last token (for the value head).
+
+    ``scores.env(b)`` gives environment ``b``'s unpadded 1-D tensors.
+    """
+
+    logprobs: torch.Tensor
+    scores: torch.Tensor
+    mask: torch.Tensor
+    num_tokens: torch.Tensor
+    hidden: torch.Tensor
+
+    @property
+    def log_policy(self) -> torch.Tensor:
+        """``[B, K]`` log pi(a | s): log-softmax of ``scores`` over each env's actions (-inf at padding)."""
+        return torch.log_softmax(self.scores, dim=-1)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """``[B, K]`` pi(a | s) (0 at padding)."""
+        return torch.softmax(self.scores, dim=-1)
+
+    @property
+    def entropy(self) -> torch.Tensor:
+        """``[B]`` entropy of each env's policy."""
+        log_policy = self.log_policy.masked_fill(~self.mask, 0.0)
+        return -(self.probs * log_policy).sum(-1)
+
+    def env(self, index: int) -> EnvScores:
+        k = int(self.mask[index].sum())
+        return EnvScores(
+            logprobs=self.logprobs[index, :k],
+            scores=self.scores[index, :k],
+            probs=self.probs[index, :k],
+            entropy=self.entropy[index],
+            hidden=self.hidden[index],
+        )
+
+    def __len__(self) -> int:
+        return self.scores.shape[0]
+
+
+@dataclass
+class _Batch:
+    """A packed batch: one sequence per environment, ``[prompt][a_1]...[a_k]``, right-padded to ``L``."""
+
+    input_ids: torch.Tensor  # [B, L]
+    position_ids: torch.Tensor  # [B, L]
+    segments: torch.Tensor  # [B, L]: 0 prompt, i + 1 action i, -1 padding
+    prompt_lengths: torch.Tensor  # [B]
+    # One entry per action token: the position whose hidden state predicts it, and what it scores.
+    token_env: torch.Tensor  # [N]
+    token_source: torch.Tensor  # [N]
+    token_target: torch.Tensor  # [N] token ids
+    token_action: torch.Tensor  # [N] flat index b * K + i
+    num_tokens: torch.Tensor  # [B, K]
+    max_actions: int
+
+
+def _normalize(
+    logprobs: torch.Tensor, num_tokens: torch.Tensor, num_words: torch.Tensor, how: str
+) -> torch.Tensor:
+    if how == "none":
+        return logprobs
+    count = num_tokens if how == "token" else num_words
+    return logprobs / count.clamp(min=1).to(logprobs.dtype)
+
+
+class ActionScorer:
+    """Score every valid action of a batch of environments with a causal LM, prefix-shared.
+
+    Args:
+        model: a causal LM (``transformers`` or a PEFT model around one) with a decoder reachable through
+            ``get_decoder()`` and an LM head through ``get_output_embeddings()``.
+        tokenizer: its tokenizer.
+        normalization: ``"word"`` (TWOSOME's best: divide by ``len(action.split())``), ``"token"`` (by the
+            action's token count) or ``"none"`` (the joint log-probability).
+        tokenization_cache_size: (prompt, actions) pairs whose tokenization is kept; a PPO update scores
+            the same pairs as the rollout that made them.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        normalization: Normalization = "word",
+        *,
+        tokenization_cache_size: int = 8192,
+    ):
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization={normalization!r}; use one of {NORMALIZATIONS}.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.normalization = normalization
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.decoder = base.get_decoder()
+        self.lm_head = base.get_output_embeddings()
+        config = base.config
+        self.max_positions = getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._tokenize = functools.lru_cache(maxsize=tokenization_cache_size)(self._tokenize_uncached)
+        self._warned_boundary = False
+
+    # -- tokenization --------------------------------------------------------------------------------
+    def _tokenize_uncached(self, prompt: str, actions: tuple[str, ...]) -> tuple[list[int], list[list[int]]]:
+        """The prompt's token ids and each action's token ids as they follow the prompt."""
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        if not actions:
+            return prompt_ids, []
+        joint = self.tokenizer([f"{prompt} {action}" for action in actions])["input_ids"]
+        action_ids = []
+        for action, ids in zip(actions, joint, strict=True):
+            if ids[: len(prompt_ids)] == prompt_ids and len(ids) > len(prompt_ids):
+                action_ids.append(ids[len(prompt_ids) :])
+                continue
+            if not self._warned_boundary:
+                warnings.warn(
+                    f"the tokenizer merges tokens across the prompt/action boundary (action {action!r}); "
+                    "scoring the standalone tokens of ' ' + action after the prompt's own tokens.",
+                    stacklevel=4,
+                )
+                self._warned_boundary = True
+            action_ids.append(self.tokenizer(f" {action}", add_special_tokens=False)["input_ids"])
+        return prompt_ids, action_ids
+
+    def _check(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> None:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of str (one per environment), got a single str.")
+        if len(prompts) != len(actions):
+            raise ValueError(
+                f"got {len(prompts)} prompts but {len(actions)} action lists; pass one action list per prompt."
+            )
+        if not prompts:
+            raise ValueError("got no prompts; pass at least one environment.")
+        for index, (prompt, env_actions) in enumerate(zip(prompts, actions, strict=True)):
+            if not isinstance(prompt, str):
+                raise TypeError(
+                    f"environment {index}: the prompt must be a str, got {type(prompt).__name__}."
+                )
+            if isinstance(env_actions, str):
+                raise TypeError(f"environment {index}: actions must be a list of str, got a single str.")
+            check_valid_actions(env_actions, sys.maxsize, f"environment {index}")
+
+    # -- packing -------------------------------------------------------------------------------------
+    def _pack(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> _Batch:
+        max_actions = max([1, *(len(a) for a in actions)])
+        rows, positions, segments, prompt_lengths = [], [], [], []
+        token_env, token_source, token_target, token_action = [], [], [], []
+        num_tokens = torch.zeros(len(prompts), max_actions, dtype=torch.long)
+        for b, (prompt, env_actions) in enumerate(zip(prompts, actions, strict=True)):
+            prompt_ids, action_ids = self._tokenize(prompt, tuple(env_actions))
+            p = len(prompt_ids)
+            longest = max((len(ids) for ids in action_ids), default=0)
+            if self.max_positions is not None and p + longest > self.max_positions:
+                raise ValueError(
+                    f"environment {b}: the prompt ({p} tokens) plus its longest action ({longest} tokens) exceeds "
+                    f"the model's context of {self.max_positions} positions; shorten the prompt. Nothing is "
+                    "truncated silently."
+                )
+            row, pos, seg = list(prompt_ids), list(range(p)), [0] * p
+            for i, ids in enumerate(action_ids):
+                start = len(row)
+                row += ids
+                pos += range(p, p + len(ids))
+                seg += [i + 1] * len(ids)
+                # Token t of the action is predicted from the position before it: the prompt's last token
+                # for t = 0, else the action's own token t - 1.
+                token_source += [p - 1, *range(start, start + len(ids) - 1)]
+                token_target += ids
+                token_env += [b] * len(ids)
+                token_action += [b * max_actions + i] * len(ids)
+                num_tokens[b, i] = len(ids)
+            rows.append(row)
+            positions.append(pos)
+            segments.append(seg)
+            prompt_lengths.append(p)
+        length = max(len(r) for r in rows)
+
+        def padded(values: list[list[int]], fill: int) -> torch.Tensor:
+            return torch.tensor([v + [fill] * (length - len(v)) for v in values], dtype=torch.long)
+
+        def flat(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long)
+
+        return _Batch(
+            input_ids=padded(rows, self.pad_token_id),
+            position_ids=padded(positions, 0),
+            segments=padded(segments, -1),
+            prompt_lengths=flat(prompt_lengths),
+            token_env=flat(token_env),
+            token_source=flat(token_source),
+            token_target=flat(token_target),
+            token_action=flat(token_action),
+            num_tokens=num_tokens,
+            max_actions=max_actions,
+        )
+
+    @staticmethod
+    def attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``[B, 1, L, L]`` additive mask: 0 where a query may attend to a key, the dtype's min elsewhere.
+
+        A query attends to earlier keys of the prompt (segment 0) and of its own segment. Padding keys are
+        never attended to; every position attends to itself, so that no row is fully masked (a softmax
+        over nothing is NaN, and NaN leaks into gradients even where the output is unused).
+        """
+        length = segments.shape[1]
+        index = torch.arange(length, device=segments.device)
+        causal = index[:, None] >= index[None, :]
+        query, key = segments[:, :, None], segments[:, None, :]
+        allowed = causal & (key >= 0) & ((key == 0) | (key == query))
+        allowed |= torch.eye(length, dtype=torch.bool, device=segments.device)
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
+        return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+    def _hidden_states(self, batch: _Batch) -> torch.Tensor:
+        """``[B, L, H]`` the decoder's last hidden states (after its final norm) on the packed batch."""
+        embeddings = self.decoder.get_input_embeddings()
+        device, dtype = embeddings.weight.device, embeddings.weight.dtype
+        if not dtype.is_floating_point:  # quantized embeddings: the compute dtype is the LM head's
+            dtype = self.lm_head.weight.dtype
+        output = self.decoder(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=self.attention_mask(batch.segments.to(device), dtype),
+            position_ids=batch.position_ids.to(device),
+            use_cache=False,
+        )
+        return output.last_hidden_state
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def score(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> ActionScores:
+        """Score each environment's valid actions; runs with gradients unless the caller disables them.
+
+        Args:
+            prompts: ``B`` prompt texts.
+            actions: ``B`` lists of valid action texts (non-empty, unique, str), each of its own length.
+
+        Returns:
+            :class:`ActionScores` padded to ``K = max(len(a) for a in actions)``.
+
+        Raises:
+            ValueError / TypeError: naming the environment index, for an empty, duplicated or non-str
+            action list, mismatched lengths, a prompt longer than the model's context, or non-finite
+            log-probabilities.
+        """
+        self._check(prompts, actions)
+        batch = self._pack(prompts, actions)
+        hidden = self._hidden_states(batch)
+        device = hidden.device
+        env, source = batch.token_env.to(device), batch.token_source.to(device)
+        target = batch.token_target.to(device)
+        logits = self.lm_head(hidden[env, source]).float()  # [N, V]: only where an action token is next
+        token_logprobs = logits.gather(-1, target[:, None]).squeeze(-1) - logits.logsumexp(-1)
+        size = len(prompts) * batch.max_actions
+        logprobs = torch.zeros(size, dtype=torch.float32, device=device)
+        logprobs = logprobs.index_add(0, batch.token_action.to(device), token_logprobs)
+        logprobs = logprobs.view(len(prompts), batch.max_actions)
+
+        num_tokens = batch.num_tokens.to(device)
+        mask = num_tokens > 0
+        num_words = torch.zeros_like(num_tokens)
+        for b, env_actions in enumerate(actions):
+            num_words[b, : len(env_actions)] = torch.tensor([len(a.split()) for a in env_actions])
+        self._check_finite(logprobs, mask, actions)
+        scores = _normalize(logprobs, num_tokens, num_words, self.normalization).masked_fill(
+            ~mask, float("-inf")
+        )
+        last_prompt_token = batch.prompt_lengths.to(device) - 1
+        prompt_hidden = hidden[torch.arange(len(prompts), device=device), last_prompt_token]
+        return ActionScores(
+            logprobs=logprobs, scores=scores, mask=mask, num_tokens=num_tokens, hidden=prompt_hidden
+        )
+
+    def prompt_hidden(self, prompts: Sequence[str]) -> torch.Tensor:
+        """``[B, H]`` the last hidden state at each prompt's last token, without scoring any action."""
+        batch = self._pack(prompts, [[] for _ in prompts])
+        hidden = self._hidden_states(batch)
+        rows = torch.arange(len(prompts), device=hidden.device)
+        return hidden[rows, batch.prompt_lengths.to(hidden.device) - 1]
+
+    @staticmethod
+    def _check_finite(logprobs: torch.Tensor, mask: torch.Tensor, actions: Sequence[Sequence[str]]) -> None:
+        bad = (~torch.isfinite(logprobs) & mask).nonzero().tolist()
+        if bad:
+            where = ", ".join(f"environment {b} action {actions[b][i]!r}" for b, i in bad[:5])
+            raise ValueError(
+                f"non-finite log-probabilities for {where}: the model produced NaN or inf (an fp16 overflow, "
+                "say). Load it in float32 or bfloat16."
+            )
+
+
+def naive_action_logprobs(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    actions: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """``[B, K]`` joint log-probabilities the plain way: one ``prompt + " " + action`` sequence per action.
+
+    The reference that :class:`ActionScorer` must equal (TWOSOME's reference code works this way). Slow:
+    the prompt is encoded once per action and the LM head runs at every position. Sequences are padded
+    on the tokenizer's side, with position ids from the attention mask so either side gives the same
+    result. Kept for tests and benchmarks.
+    """
+    max_actions = max(len(a) for a in actions)
+    logprobs = torch.zeros(len(prompts), max_actions)
+    pairs = [
+        (b, i, prompt, action)
+        for b, (prompt, acts) in enumerate(zip(prompts, actions, strict=True))
+        for i, action in enumerate(acts)
+    ]
+    device = next(model.parameters()).device
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        encoded = tokenizer([f"{p} {a}" for _, _, p, a in chunk], return_tensors="pt", padding=True)
+        prompt_lengths = [len(tokenizer(p)["input_ids"]) for _, _, p, _ in chunk]
+        attention = encoded["attention_mask"]
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        logits = model(
+            input_ids=encoded["input_ids"].to(device),
+            attention_mask=attention.to(device),
+            position_ids=position_ids.to(device),
+        ).logits.float()
+        token_logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(
+            -1, encoded["input_ids"][:, 1:, None].to(device)
+        )
+        for row, ((b, i, _, _), prompt_length) in enumerate(zip(chunk, prompt_lengths, strict=True)):
+            real = attention[row].nonzero().squeeze(-1)
+            first, last = int(real[0]), int(real[-1])
+            # Action tokens sit at [first + prompt_length, last]; each is predicted from the position before.
+            logprobs[b, i] = token_logprobs[row, first + prompt_length - 1 : last, 0].sum().cpu()
+    return logprobs

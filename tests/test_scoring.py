@@ -149,3 +149,19 @@ def test_non_finite_log_probs_are_refused(llama, tokenizer):
 def test_unknown_normalization_is_refused(llama, tokenizer):
     with pytest.raises(ValueError, match="normalization='words'"):
         ActionScorer(llama, tokenizer, normalization="words")
+
+
+def test_works_with_gradient_checkpointing(tokenizer, task_batch):
+    """TRL turns gradient checkpointing on by default; the packed forward needs no KV cache."""
+    plain, checkpointed = build_llama(len(tokenizer)), build_llama(len(tokenizer))
+    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed.train()
+    plain.train()
+    outputs = []
+    for model in (plain, checkpointed):
+        scores = ActionScorer(model, tokenizer).score(*task_batch)
+        scores.log_policy[scores.mask].sum().backward()
+        outputs.append(scores)
+    assert torch.allclose(outputs[0].scores, outputs[1].scores, atol=1e-5)
+    for a, b in zip(plain.parameters(), checkpointed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5)

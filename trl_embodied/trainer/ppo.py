@@ -1,0 +1,105 @@
+"""PPO's arithmetic as pure functions, read top to bottom like CleanRL's single-file PPO.
+
+Time-major tensors: ``[T, N]`` is T decision steps of N environments. Macro actions last several
+primitive steps, so each transition carries its own discount ``gamma ** primitive_steps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    primitive_steps: torch.Tensor,
+    *,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation over a rollout, for macro actions.
+
+    Args:
+        rewards: ``[T, N]`` reward of each transition.
+        values: ``[T, N]`` V(s_t).
+        next_values: ``[T, N]`` V(s_{t+1}) of the state the transition reached: the next step's state, or
+            at an episode end the final state before the reset (used when the episode was truncated,
+            so that running out of time is not mistaken for a terminal state); after the rollout's last
+            step, the bootstrap value.
+        terminated: ``[T, N]`` the transition ended the episode in a terminal state (no bootstrap).
+        truncated: ``[T, N]`` the episode was cut by a time limit (bootstrap from ``next_values``).
+        primitive_steps: ``[T, N]`` the primitive steps ``k`` the transition took: it is discounted by
+            ``gamma ** k``.
+        gamma, gae_lambda: the discount per primitive step and GAE's lambda per decision step.
+
+    Returns:
+        ``(advantages, returns)``, both ``[T, N]``; ``returns = advantages + values``.
+
+    delta_t = r_t + gamma^k_t * V(s_{t+1}) * (1 - terminated_t) - V(s_t)
+    A_t     = delta_t + gamma^k_t * lambda * (1 - done_t) * A_{t+1},  done = terminated or truncated
+    """
+    discount = gamma ** primitive_steps.to(values.dtype)
+    not_terminal = 1.0 - terminated.to(values.dtype)
+    not_done = 1.0 - (terminated | truncated).to(values.dtype)
+    deltas = rewards + discount * next_values * not_terminal - values
+    advantages = torch.zeros_like(values)
+    running = torch.zeros_like(values[0])
+    for t in reversed(range(values.shape[0])):
+        running = deltas[t] + discount[t] * gae_lambda * not_done[t] * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Zero mean, unit standard deviation (over whatever batch the caller passes: the global one)."""
+    return (advantages - advantages.mean()) / (advantages.std(unbiased=False) + eps)
+
+
+@dataclass
+class PolicyLossOutput:
+    loss: torch.Tensor  # scalar, to minimize
+    approx_kl: torch.Tensor  # scalar, no gradient
+    clip_fraction: torch.Tensor  # scalar, no gradient
+
+
+def clipped_policy_loss(
+    new_logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, clip_range: float
+) -> PolicyLossOutput:
+    """PPO's clipped surrogate, ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))`` with ``r = pi / pi_old``.
+
+    ``approx_kl`` is the low-variance estimator of KL(pi_old || pi): ``mean((r - 1) - log r)``.
+    """
+    log_ratio = new_logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
+    loss = -torch.min(unclipped, clipped).mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1.0) - log_ratio).mean()
+        clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+    return PolicyLossOutput(loss=loss, approx_kl=approx_kl, clip_fraction=clip_fraction)
+
+
+def clipped_value_loss(
+    new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_range_value: float | None
+) -> torch.Tensor:
+    """``0.5 * mean(max((V - R)^2, (V_clipped - R)^2))``, V_clipped kept within ``clip_range_value`` of the
+    rollout's values; plain ``0.5 * mean((V - R)^2)`` when ``clip_range_value`` is None."""
+    unclipped = (new_values - returns).pow(2)
+    if clip_range_value is None:
+        return 0.5 * unclipped.mean()
+    clipped_values = old_values + (new_values - old_values).clamp(-clip_range_value, clip_range_value)
+    return 0.5 * torch.max(unclipped, (clipped_values - returns).pow(2)).mean()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """``1 - Var(R - V) / Var(R)``: 1 is a perfect critic, 0 no better than a constant; NaN if Var(R) = 0."""
+    variance = returns.var(unbiased=False)
+    if variance == 0:
+        return float("nan")
+    return float(1.0 - (returns - values).var(unbiased=False) / variance)

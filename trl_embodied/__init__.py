@@ -17,6 +17,7 @@ from trl_embodied.envs import (
     TextEnvWrapper,
     make_env,
 )
+from trl_embodied.evaluation import EvaluationResult, evaluate_policy
 from trl_embodied.modeling import (
     ActorCriticOutput,
     EmbodiedActorCritic,
@@ -25,8 +26,13 @@ from trl_embodied.modeling import (
     load_base_model,
 )
 from trl_embodied.scoring import ActionScorer, ActionScores
+from trl_embodied.trainer import EmbodiedPPOConfig, EmbodiedPPOTrainer
 
 __all__ = [
+    "EmbodiedPPOConfig",
+    "EmbodiedPPOTrainer",
+    "EvaluationResult",
+    "evaluate_policy",
     "ActionScorer",
     "ActionScores",
     "ActorCriticOutput",

@@ -1,5 +1,7 @@
-"""The PPO trainer over valid actions (in progress: PPO's arithmetic is here; the trainer follows)."""
+"""The PPO trainer over valid actions: config, trainer and PPO's arithmetic."""
 
+from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig
+from trl_embodied.trainer.embodied_ppo_trainer import EmbodiedPPOTrainer
 from trl_embodied.trainer.ppo import (
     clipped_policy_loss,
     clipped_value_loss,
@@ -9,6 +11,8 @@ from trl_embodied.trainer.ppo import (
 )
 
 __all__ = [
+    "EmbodiedPPOConfig",
+    "EmbodiedPPOTrainer",
     "clipped_policy_loss",
     "clipped_value_loss",
     "compute_gae",

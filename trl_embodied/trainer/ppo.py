@@ -55,9 +55,16 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def normalize_advantages(advantages: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Zero mean, unit standard deviation (over whatever batch the caller passes: the global one)."""
-    return (advantages - advantages.mean()) / (advantages.std(unbiased=False) + eps)
+def normalize_advantages(
+    advantages: torch.Tensor, reference: torch.Tensor | None = None, eps: float = 1e-8
+) -> torch.Tensor:
+    """Shift and scale ``advantages`` to zero mean and unit standard deviation of ``reference``.
+
+    ``reference`` is the batch the statistics come from (the global batch gathered from every process);
+    by default ``advantages`` itself.
+    """
+    reference = advantages if reference is None else reference
+    return (advantages - reference.mean()) / (reference.std(unbiased=False) + eps)
 
 
 @dataclass

@@ -1,0 +1,43 @@
+"""Run by test_two_processes_hold_the_same_adapter under `accelerate launch --num_processes 2`."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from transformers import set_seed
+
+from tests.conftest import build_llama, build_tokenizer
+from tests.toy_envs import TwoChoiceEnv
+from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer
+
+out = Path(sys.argv[1])
+set_seed(0)
+tokenizer = build_tokenizer()
+args = EmbodiedPPOConfig(
+    output_dir=str(out / "run"),
+    num_envs=4,
+    rollout_steps=4,
+    per_device_train_batch_size=8,
+    max_steps=4,
+    learning_rate=2e-2,
+    save_strategy="no",
+    report_to="none",
+    disable_tqdm=True,
+    value_head_sizes=[16],
+    use_cpu=True,
+)
+model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
+trainer = EmbodiedPPOTrainer(model=model, args=args, env=TwoChoiceEnv)
+trainer.train()
+rank = trainer.accelerator.process_index
+unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+torch.save(
+    {n: p.detach().clone() for n, p in unwrapped.named_parameters() if p.requires_grad},
+    out / f"rank{rank}.pt",
+)
+seeds = [slot.env.unwrapped.np_random_seed for slot in trainer.slots]
+gathered = trainer.accelerator.gather_for_metrics([seeds])
+if trainer.accelerator.is_main_process:
+    summary = {"env_steps": trainer._env_steps, "seeds_differ": gathered[0] != gathered[1]}
+    (out / "summary.json").write_text(json.dumps(summary))

@@ -1,0 +1,363 @@
+"""EmbodiedPPOTrainer on tiny models: it learns, it checkpoints and resumes, it plays with TRL's machinery."""
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+from transformers import set_seed
+
+from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer
+
+from .conftest import build_llama
+from .toy_envs import NoActionsEnv, TwoChoiceEnv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config(tmp_path, **overrides) -> EmbodiedPPOConfig:
+    settings = dict(
+        output_dir=str(tmp_path / "run"),
+        num_envs=4,
+        rollout_steps=4,
+        per_device_train_batch_size=8,
+        learning_rate=2e-2,
+        critic_learning_rate=1e-2,
+        max_steps=2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+        value_head_sizes=[16],
+    )
+    settings.update(overrides)
+    return EmbodiedPPOConfig(**settings)
+
+
+def make_trainer(tmp_path, tokenizer, env=TwoChoiceEnv, seed=0, base_model=None, **overrides):
+    args = config(tmp_path, **overrides)
+    base_model = base_model or build_llama(len(tokenizer), seed=0)  # the same pretrained base in every run
+    set_seed(seed)  # the adapter's and value head's initialization
+    model = EmbodiedActorCritic(
+        base_model,
+        tokenizer,
+        normalization=args.normalization,
+        critic_backbone=args.critic_backbone,
+        value_head_sizes=args.value_head_sizes,
+    )
+    return EmbodiedPPOTrainer(model=model, args=args, env=env, eval_env=env)
+
+
+def win_probability(trainer) -> float:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with torch.no_grad():
+        scores = model.scorer.score([TwoChoiceEnv().reset()[0]], [TwoChoiceEnv.ACTIONS])
+    return float(scores.probs[0, 0])
+
+
+def trainable_state(trainer) -> dict[str, torch.Tensor]:
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+# -- configuration ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"rollout_steps": -1}, "rollout_steps=-1; it must be a positive integer"),
+        ({"num_envs": 0}, "num_envs=0"),
+        ({"normalization": "words"}, "normalization='words'"),
+        ({"critic_backbone": "both"}, "critic_backbone='both'"),
+        (
+            {"model_init_kwargs": {"load_in_4bit": True, "load_in_8bit": True}},
+            "both load_in_4bit and load_in_8bit",
+        ),
+        ({"model_init_kwargs": {"quantize": True}}, r"unknown keys \['quantize'\]"),
+        ({"env_kwargs": "{not json"}, "env_kwargs is not valid JSON"),
+        (
+            {"per_device_train_batch_size": 5},
+            "16 transitions per rollout is not a multiple of per_device_train_batch_size=5",
+        ),
+        (
+            {"gradient_accumulation_steps": 4},
+            "a rollout gives 2 minibatches, not a multiple of gradient_accumulation_steps=4",
+        ),
+        ({"target_kl": 0.0}, "target_kl=0.0"),
+        ({"gamma": 1.5}, "gamma=1.5"),
+    ],
+)
+def test_invalid_configs_fail_early(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        config(tmp_path, **overrides)
+
+
+def test_config_defaults_follow_the_design(tmp_path):
+    args = EmbodiedPPOConfig(output_dir=str(tmp_path), use_cpu=True)
+    assert (args.num_envs, args.rollout_steps, args.gamma, args.gae_lambda) == (4, 32, 0.99, 0.95)
+    assert (args.clip_range, args.vf_coef, args.ent_coef, args.target_kl, args.max_grad_norm) == (
+        0.2,
+        0.5,
+        0.01,
+        0.02,
+        0.5,
+    )
+    assert args.normalization == "word" and args.critic_backbone == "shared"
+    assert args.gradient_checkpointing is False and args.bf16 is False  # TRL's base config would turn both on
+    assert args.micro_steps_per_rollout == 4 and args.optimizer_steps_per_rollout == 4
+    assert EmbodiedPPOConfig(output_dir=str(tmp_path), env_kwargs='{"observation_radius": 2}').env_kwargs == {
+        "observation_radius": 2
+    }
+
+
+# -- learning ------------------------------------------------------------------------------------------
+def test_it_learns_the_rewarded_action(tmp_path, tokenizer):
+    base_model = build_llama(len(tokenizer), init_std=0.1)  # logits wide enough to become confident
+    trainer = make_trainer(tmp_path, tokenizer, base_model=base_model, max_steps=20)
+    before = win_probability(trainer)
+    trainer.train()
+    after = win_probability(trainer)
+    assert 0.3 < before < 0.7, before
+    assert after > 0.9, (before, after)
+    history = [h for h in trainer.state.log_history if "episode/success_rate" in h]
+    assert history[-1]["episode/success_rate"] > history[0]["episode/success_rate"]
+
+
+def test_logged_metrics(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, max_steps=4, logging_steps=2)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss/policy" in h]
+    expected = {
+        "episode/return",
+        "episode/success_rate",
+        "episode/length",
+        "loss/policy",
+        "loss/value",
+        "policy/entropy",
+        "policy/approx_kl",
+        "policy/clip_fraction",
+        "value/explained_variance",
+        "time/scoring_seconds",
+        "time/env_seconds",
+        "env_steps",
+        "learning_rate",
+    }
+    assert expected <= set(logs[0]), expected - set(logs[0])
+    assert "env_steps_per_second" in logs[1] and "time/update_seconds" in logs[1]
+    assert [h["env_steps"] for h in logs] == [16, 32]
+
+
+def test_two_learning_rates_decay_linearly(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, max_steps=4)
+    trainer.train()
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert groups["actor"]["initial_lr"] == 2e-2 and groups["critic"]["initial_lr"] == 1e-2
+    assert groups["actor"]["lr"] == pytest.approx(0.0) and groups["critic"]["lr"] == pytest.approx(0.0)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    critic_ids = {id(p) for p in model.value_head.parameters()}
+    assert {id(p) for p in groups["critic"]["params"]} == critic_ids
+    assert all(
+        "lora_" in n
+        for n, p in model.named_parameters()
+        if id(p) in {id(q) for q in groups["actor"]["params"]}
+    )
+
+
+def test_target_kl_skips_the_rest_of_the_iteration(tmp_path, tokenizer):
+    trainer = make_trainer(
+        tmp_path, tokenizer, max_steps=2, target_kl=1e-12, learning_rate=0.1, logging_steps=1
+    )
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "policy/early_stopped" in h]
+    # The first minibatch moves the policy (its KL is 0 by construction: the rollout's policy), the second
+    # passes the target and stops the iteration.
+    assert logs[0]["policy/early_stopped"] == 0.0 and logs[1]["policy/early_stopped"] == 1.0
+
+
+@pytest.mark.parametrize("critic_backbone", ["shared", "frozen"])
+def test_both_critic_backbones_train(tmp_path, tokenizer, critic_backbone):
+    trainer = make_trainer(tmp_path, tokenizer, critic_backbone=critic_backbone, max_steps=2)
+    before = trainable_state(trainer)
+    trainer.train()
+    after = trainable_state(trainer)
+    assert any(not torch.equal(before[n], after[n]) for n in before if "lora_" in n)
+    assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("value_head."))
+
+
+def test_gradient_accumulation(tmp_path, tokenizer):
+    trainer = make_trainer(
+        tmp_path, tokenizer, per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=2
+    )
+    trainer.train()
+    assert trainer.state.global_step == 2 and trainer._micro_step == 4
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_k_bit_training(tmp_path, tokenizer, bits):
+    path = tmp_path / "base"
+    build_llama(len(tokenizer), hidden_size=64).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    args = config(tmp_path, model_init_kwargs={f"load_in_{bits}bit": True})
+    trainer = EmbodiedPPOTrainer(model=str(path), args=args, env=TwoChoiceEnv)
+    before = trainable_state(trainer)
+    trainer.train()
+    after = trainable_state(trainer)
+    assert any(not torch.equal(before[n], after[n]) for n in before if "lora_" in n)
+
+
+def test_total_env_steps_sets_max_steps(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, total_env_steps=40, max_steps=-1)
+    # 16 decision steps per iteration: 3 iterations of 2 optimizer steps
+    assert trainer.args.max_steps == 6
+
+
+def test_evaluate_reports_success_rate(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, eval_episodes=6)
+    metrics = trainer.evaluate()
+    assert set(metrics) >= {"eval_success_rate", "eval_return", "eval_episode_length"}
+    assert metrics["eval_success_rate"] in (0.0, 1.0)  # greedy on one fixed state: all or nothing
+    assert metrics["eval_episode_length"] == 1.0
+
+
+# -- checkpoints ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("resume_at", [2, 3])  # an iteration boundary, and the middle of an iteration
+def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at):
+    straight = make_trainer(tmp_path / "straight", tokenizer, max_steps=6)
+    straight.train()
+
+    first = make_trainer(tmp_path / "resumed", tokenizer, max_steps=6, save_strategy="steps", save_steps=1)
+    first.train()  # writes checkpoint-1 .. checkpoint-6
+    checkpoint = tmp_path / "resumed" / "run" / f"checkpoint-{resume_at}"
+    assert (checkpoint / "adapter_model.safetensors").is_file() and (
+        checkpoint / "value_head.safetensors"
+    ).is_file()
+    assert (checkpoint / "rollout_state_0.pkl").is_file() and (checkpoint / "optimizer.pt").is_file()
+    assert not (checkpoint / "model.safetensors").exists()  # never the base model
+
+    resumed = make_trainer(
+        tmp_path / "resumed", tokenizer, max_steps=6, seed=123
+    )  # other init: must be overwritten
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 6 and resumed._env_steps == straight._env_steps == 48
+    expected, actual = trainable_state(straight), trainable_state(resumed)
+    for name in expected:
+        assert torch.allclose(expected[name], actual[name], atol=1e-6), name
+
+
+def test_resuming_with_another_shape_is_refused(tmp_path, tokenizer):
+    make_trainer(tmp_path, tokenizer, max_steps=2, save_strategy="steps", save_steps=2).train()
+    other = make_trainer(tmp_path, tokenizer, max_steps=4, num_envs=8)
+    with pytest.raises(ValueError, match="another shape .*num_envs: checkpoint 4, this run 8"):
+        other.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    with pytest.raises(FileNotFoundError, match="is not an EmbodiedPPOTrainer checkpoint"):
+        other.train(resume_from_checkpoint=str(tmp_path))
+
+
+def test_save_model_writes_adapter_and_value_head_only(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    files = {p.name for p in (tmp_path / "final").iterdir()}
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "value_head.safetensors",
+        "embodied_config.json",
+    } <= files
+    assert "model.safetensors" not in files and "tokenizer.json" in files
+    restored = EmbodiedActorCritic.from_pretrained(tmp_path / "final", build_llama(len(tokenizer)), tokenizer)
+    assert restored.critic_backbone == "shared"
+
+
+def test_push_to_hub_uploads_adapter_value_head_and_card(tmp_path, tokenizer, monkeypatch):
+    uploads = []
+
+    class Repo:
+        repo_id = "someone/tiny-embodied"
+
+    def create_repo(self, repo_id, **kwargs):
+        return Repo()
+
+    def upload_folder(self, *, repo_id, folder_path, ignore_patterns=None, **kwargs):
+        ignore = ignore_patterns or []
+        files = sorted(
+            str(p.relative_to(folder_path))
+            for p in Path(folder_path).rglob("*")
+            if p.is_file()
+            and not any(fnmatch.fnmatch(str(p.relative_to(folder_path)), pat) for pat in ignore)
+        )
+        uploads.append(
+            {"repo_id": repo_id, "files": files, "card": (Path(folder_path) / "README.md").read_text()}
+        )
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    trainer = make_trainer(tmp_path, tokenizer, hub_model_id="someone/tiny-embodied", max_steps=2)
+    trainer.train()
+    trainer.evaluate()
+    trainer.push_to_hub()
+    (upload,) = uploads
+    assert upload["repo_id"] == "someone/tiny-embodied"
+    assert {"adapter_model.safetensors", "adapter_config.json", "value_head.safetensors", "README.md"} <= set(
+        upload["files"]
+    )
+    assert not any(f.startswith("model") and f.endswith(".safetensors") for f in upload["files"])
+    card = upload["card"]
+    assert "EmbodiedPPO" in card and "2401.14151" in card
+    assert "TwoChoiceEnv" in card and "TWOSOME" in card and "Final success rate:" in card
+
+
+# -- bad input -----------------------------------------------------------------------------------------
+def test_a_model_that_disagrees_with_the_config_is_refused(tmp_path, tokenizer):
+    model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, normalization="token")
+    with pytest.raises(ValueError, match="normalization=.token. but args.normalization=.word."):
+        EmbodiedPPOTrainer(model=model, args=config(tmp_path), env=TwoChoiceEnv)
+
+
+def test_env_without_valid_actions_is_refused(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, env=NoActionsEnv)
+    with pytest.raises(ValueError, match="does not follow the text-env contract.*TextEnvWrapper"):
+        trainer.train()
+
+
+def test_unknown_env_id_fails_at_construction(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="unknown environment id 'Nowhere-v0'"):
+        make_trainer(tmp_path, tokenizer, env="Nowhere-v0")
+
+
+def test_task_rows_give_multi_task_slots(tmp_path, tokenizer):
+    set_seed(0)
+    rows = [
+        {"env_id": "Overcooked-TomatoSalad-v0", "env_kwargs": None, "seed": 0},
+        {"env_id": "Household-FoodPreparation-v0", "env_kwargs": "{}", "seed": 5},
+    ]
+    model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
+    trainer = EmbodiedPPOTrainer(model=model, args=config(tmp_path, rollout_steps=2), train_dataset=rows)
+    trainer.train()
+    names = [slot.name for slot in trainer.slots]
+    assert names == ["Overcooked-TomatoSalad-v0", "Household-FoodPreparation-v0"] * 2
+
+
+# -- several processes ---------------------------------------------------------------------------------
+def test_two_processes_hold_the_same_adapter(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(ROOT / "tests" / "scripts" / "two_process_train.py"), str(tmp_path),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert ranks[0].keys() == ranks[1].keys() and ranks[0]
+    for name in ranks[0]:
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["env_steps"] == 2 * 16 * 2  # two processes x 16 decision steps x 2 iterations
+    assert summary["seeds_differ"]

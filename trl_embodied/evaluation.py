@@ -1,0 +1,146 @@
+"""Evaluating policies on text environments: success rate, return, episode length."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from trl_embodied.envs.registration import make_env
+from trl_embodied.scoring import ActionScorer
+
+#: ``policy(prompts, valid_actions) -> [B, K]`` action probabilities (0 at padding), or a scorer-like object.
+Policy = Callable[[Sequence[str], Sequence[Sequence[str]]], torch.Tensor]
+EnvSource = str | Callable[[], gymnasium.Env]
+
+
+@dataclass
+class EvaluationResult:
+    success_rate: float
+    mean_return: float  # undiscounted
+    mean_length: float  # decision steps
+    optimal_return_ratio: float | None  # mean return / the planner's mean return, where there is a planner
+    episodes: list[dict[str, Any]] = field(default_factory=list)  # seed, return, length, success
+
+    def metrics(self, prefix: str = "") -> dict[str, float]:
+        metrics = {
+            f"{prefix}success_rate": self.success_rate,
+            f"{prefix}return": self.mean_return,
+            f"{prefix}episode_length": self.mean_length,
+        }
+        if self.optimal_return_ratio is not None:
+            metrics[f"{prefix}optimal_return_ratio"] = self.optimal_return_ratio
+        return metrics
+
+
+def action_probabilities(policy, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> torch.Tensor:
+    """``[B, K]`` probabilities from an EmbodiedActorCritic, an ActionScorer or a plain callable."""
+    scorer = getattr(policy, "scorer", policy)
+    if isinstance(scorer, ActionScorer):
+        return scorer.score(prompts, actions).probs
+    return policy(prompts, actions)
+
+
+def make_env_factory(env: EnvSource, **env_kwargs: Any) -> Callable[[], gymnasium.Env]:
+    if isinstance(env, str):
+        return lambda: make_env(env, **env_kwargs)
+    if callable(env):
+        return env
+    raise TypeError(f"env must be a gymnasium id or a factory returning an env, got {type(env).__name__}.")
+
+
+def planner_return(env: gymnasium.Env, seed: int) -> float | None:
+    """The undiscounted return of the env's planner from ``reset(seed=seed)``, or None without a planner."""
+    if not hasattr(env.unwrapped, "plan"):
+        return None
+    env.reset(seed=seed)
+    total = 0.0
+    for action in env.unwrapped.plan():
+        total += env.step(action)[1]
+    return total
+
+
+@torch.no_grad()
+def evaluate_policy(
+    policy,
+    env: EnvSource,
+    episodes: int = 10,
+    *,
+    greedy: bool = True,
+    seed: int = 0,
+    batch_size: int = 8,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
+) -> EvaluationResult:
+    """Play ``episodes`` episodes (seeds ``seed .. seed + episodes - 1``) and summarize them.
+
+    Args:
+        policy: an :class:`~trl_embodied.EmbodiedActorCritic`, an :class:`~trl_embodied.ActionScorer` (a
+            zero-shot base model: the SayCan-style baseline) or ``policy(prompts, actions) -> [B, K] probs``.
+        env: a gymnasium id or a factory; ``batch_size`` copies run in lockstep, scored in one batch.
+        greedy: take the most probable action (else sample with ``generator``).
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}; evaluate at least one episode.")
+    factory = make_env_factory(env, **(env_kwargs or {}))
+    envs = [factory() for _ in range(min(batch_size, episodes))]
+    seeds = iter(range(seed, seed + episodes))
+    records: list[dict[str, Any]] = []
+    # Per env slot: (seed, prompt, info, return, length) of its running episode, or None once seeds run out.
+    running: list[list | None] = []
+    for slot in envs:
+        episode_seed = next(seeds)
+        prompt, info = slot.reset(seed=episode_seed)
+        running.append([episode_seed, prompt, info, 0.0, 0])
+    bar = tqdm(total=episodes, desc="evaluating", disable=not progress, leave=False)
+    while any(r is not None for r in running):
+        active = [i for i, r in enumerate(running) if r is not None]
+        probs = action_probabilities(
+            policy, [running[i][1] for i in active], [running[i][2]["valid_actions"] for i in active]
+        )
+        if greedy:
+            choices = probs.argmax(-1)
+        else:
+            choices = torch.multinomial(probs.float(), 1, generator=generator).squeeze(-1)
+        for i, action in zip(active, choices.tolist(), strict=True):
+            episode = running[i]
+            prompt, reward, terminated, truncated, info = envs[i].step(action)
+            episode[1], episode[2] = prompt, info
+            episode[3] += reward
+            episode[4] += 1
+            if terminated or truncated:
+                records.append(
+                    {
+                        "seed": episode[0],
+                        "return": episode[3],
+                        "length": episode[4],
+                        "success": bool(info["success"]),
+                    }
+                )
+                bar.update(1)
+                next_seed = next(seeds, None)
+                if next_seed is None:
+                    running[i] = None
+                else:
+                    prompt, info = envs[i].reset(seed=next_seed)
+                    running[i] = [next_seed, prompt, info, 0.0, 0]
+    bar.close()
+    records.sort(key=lambda r: r["seed"])
+    mean_return = float(np.mean([r["return"] for r in records]))
+    optimal = [planner_return(envs[0], r["seed"]) for r in records]
+    ratio = None
+    if all(o is not None for o in optimal) and np.mean(optimal) != 0:
+        ratio = mean_return / float(np.mean(optimal))
+    return EvaluationResult(
+        success_rate=float(np.mean([r["success"] for r in records])),
+        mean_return=mean_return,
+        mean_length=float(np.mean([r["length"] for r in records])),
+        optimal_return_ratio=ratio,
+        episodes=records,
+    )

@@ -1,0 +1,204 @@
+"""EmbodiedPPOConfig: the trainer's settings, a ``TrainingArguments`` through TRL's base config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from trl.trainer.base_config import _BaseConfig
+
+from trl_embodied.scoring import NORMALIZATIONS
+
+
+@dataclass
+class EmbodiedPPOConfig(_BaseConfig):
+    r"""Configuration of [`EmbodiedPPOTrainer`]: PPO over valid actions (TWOSOME) with a LoRA policy.
+
+    Batch sizes count *transitions* (decision steps), not sequences. One PPO iteration rolls out
+    ``num_envs x rollout_steps`` transitions per process, then runs ``num_ppo_epochs`` passes over them in
+    minibatches of ``per_device_train_batch_size``; with ``gradient_accumulation_steps`` minibatches per
+    optimizer step, an iteration is ``num_envs * rollout_steps * num_ppo_epochs /
+    (per_device_train_batch_size * gradient_accumulation_steps)`` optimizer steps. ``max_steps`` counts
+    optimizer steps; ``total_env_steps`` sets it from a budget of decision steps instead.
+
+    Defaults follow TWOSOME (arXiv 2401.14151) except where the paper's values suit a 7B model and not the
+    135M default model: the learning rates (paper: actor 5e-7 / 1e-6, critic 1e-5 / 5e-5; a 135M model
+    barely moves at 1e-4 and learns at 1e-3) and the minibatch (paper: 4 transitions x 8 accumulation
+    steps; here 32 transitions in one forward, the same optimizer batch, several times faster on CPU).
+
+    Parameters:
+        env_id (`str`): gymnasium id of the training task (``trl_embodied/...`` or any registered id).
+        env_kwargs (`dict` or `str`, *optional*): keyword arguments for ``gymnasium.make`` (JSON on the
+            command line).
+        num_envs (`int`, defaults to 4): environments per process, stepped in lockstep.
+        rollout_steps (`int`, defaults to 32): decision steps per environment per PPO iteration.
+        normalization (`str`, defaults to ``"word"``): action score normalization, ``"none"``, ``"token"`` or
+            ``"word"`` (the paper's best).
+        gamma (`float`, defaults to 0.99): discount per primitive step (0.95 in the paper's household tasks).
+        gae_lambda (`float`, defaults to 0.95): GAE's lambda.
+        clip_range (`float`, defaults to 0.2): PPO's policy ratio clip.
+        clip_range_value (`float` or `None`, defaults to 0.2): value clip around the rollout's values; None
+            for an unclipped value loss.
+        vf_coef (`float`, defaults to 0.5): value loss coefficient (it also scales the value gradients that
+            reach a shared backbone).
+        ent_coef (`float`, defaults to 0.01): entropy bonus coefficient.
+        target_kl (`float` or `None`, defaults to 0.02): once a minibatch's approximate KL (averaged over
+            processes) passes it, the rest of the iteration's minibatches are skipped. None disables it.
+        num_ppo_epochs (`int`, defaults to 1): passes over each rollout.
+        normalize_advantages (`bool`, defaults to True): normalize advantages over the global batch.
+        critic_learning_rate (`float`, defaults to 1e-3): the value head's learning rate (the actor's is
+            ``learning_rate``).
+        critic_backbone (`str`, defaults to ``"shared"``): ``"shared"`` (value gradients reach the LoRA
+            weights) or ``"frozen"`` (TWOSOME: the critic reads the base model without the adapter).
+        value_head_sizes (`list[int]`, defaults to ``[1024, 512]``): the value MLP's hidden layers.
+        model_init_kwargs (`dict` or `str`, *optional*): for :func:`~trl_embodied.load_base_model` when the
+            trainer loads the model by name: ``load_in_4bit``, ``load_in_8bit``, ``dtype``, ``device_map``.
+            The LoRA adapter is the trainer's ``peft_config`` (TWOSOME's r=8, alpha=16, q/v by default); as in
+            TRL's recipes, LoRA and quantization flags on the command line come from ``trl.ModelConfig``.
+        eval_episodes (`int`, defaults to 10): episodes per ``evaluate()``.
+        eval_greedy (`bool`, defaults to True): evaluate the greedy (argmax) policy, else sample.
+        total_env_steps (`int`, *optional*): training budget in decision steps over all processes; sets
+            ``max_steps``.
+    """
+
+    # -- the environment ---------------------------------------------------------------------------------
+    env_id: str = field(
+        default="trl_embodied/Overcooked-TomatoSalad-v0",
+        metadata={"help": "Gymnasium id of the training task."},
+    )
+    env_kwargs: dict | str | None = field(
+        default=None, metadata={"help": "Keyword arguments for gymnasium.make, as JSON on the command line."}
+    )
+    num_envs: int = field(default=4, metadata={"help": "Environments per process."})
+    rollout_steps: int = field(
+        default=32, metadata={"help": "Decision steps per environment per PPO iteration."}
+    )
+    # -- the policy --------------------------------------------------------------------------------------
+    normalization: str = field(
+        default="word",
+        metadata={"help": "Action score normalization: none, token or word.", "choices": NORMALIZATIONS},
+    )
+    # -- PPO ---------------------------------------------------------------------------------------------
+    gamma: float = field(default=0.99, metadata={"help": "Discount per primitive step."})
+    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda."})
+    clip_range: float = field(default=0.2, metadata={"help": "Policy ratio clip."})
+    clip_range_value: float | None = field(default=0.2, metadata={"help": "Value clip; None: unclipped."})
+    vf_coef: float = field(default=0.5, metadata={"help": "Value loss coefficient."})
+    ent_coef: float = field(default=0.01, metadata={"help": "Entropy bonus coefficient."})
+    target_kl: float | None = field(
+        default=0.02,
+        metadata={"help": "Skip the rest of an iteration's minibatches past this approximate KL."},
+    )
+    num_ppo_epochs: int = field(default=1, metadata={"help": "Passes over each rollout."})
+    normalize_advantages: bool = field(
+        default=True, metadata={"help": "Normalize advantages over the global batch."}
+    )
+    critic_learning_rate: float = field(default=1e-3, metadata={"help": "The value head's learning rate."})
+    critic_backbone: str = field(
+        default="shared",
+        metadata={
+            "help": "shared: value gradients reach LoRA; frozen: TWOSOME's detached critic.",
+            "choices": ("shared", "frozen"),
+        },
+    )
+    value_head_sizes: list[int] = field(
+        default_factory=lambda: [1024, 512], metadata={"help": "Value MLP hidden sizes."}
+    )
+    # -- the model ---------------------------------------------------------------------------------------
+    model_init_kwargs: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Keyword arguments for load_base_model when the model is given by name: load_in_4bit, "
+            "load_in_8bit, dtype, device_map (JSON on the command line)."
+        },
+    )
+    # -- evaluation and budget ---------------------------------------------------------------------------
+    eval_episodes: int = field(default=10, metadata={"help": "Episodes per evaluate()."})
+    eval_greedy: bool = field(default=True, metadata={"help": "Evaluate the argmax policy (else sample)."})
+    total_env_steps: int | None = field(
+        default=None,
+        metadata={"help": "Training budget in decision steps over all processes; sets max_steps."},
+    )
+    # -- TrainingArguments defaults changed for PPO --------------------------------------------------------
+    learning_rate: float = field(default=1e-3, metadata={"help": "The actor's (LoRA) learning rate."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Transitions per minibatch."})
+    max_grad_norm: float = field(default=0.5, metadata={"help": "Gradient clipping norm."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "Linear decay, as PPO usually does."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
+    # TRL turns gradient checkpointing on; it trades speed for memory that a LoRA policy rarely needs.
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in backward."}
+    )
+    # TRL's base config would default bf16 to True, which on CPU means bf16 autocast; opt in explicitly.
+    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep task rows as they are."})
+
+    def __post_init__(self):
+        self.env_kwargs = _as_dict("env_kwargs", self.env_kwargs)
+        self.model_init_kwargs = _as_dict("model_init_kwargs", self.model_init_kwargs)
+        unknown = set(self.model_init_kwargs) - {"load_in_4bit", "load_in_8bit", "dtype", "device_map"}
+        if unknown:
+            raise ValueError(
+                f"model_init_kwargs has unknown keys {sorted(unknown)}; use load_in_4bit, load_in_8bit, dtype, device_map."
+            )
+        if self.model_init_kwargs.get("load_in_4bit") and self.model_init_kwargs.get("load_in_8bit"):
+            raise ValueError("model_init_kwargs sets both load_in_4bit and load_in_8bit; choose one.")
+        positive = {
+            "num_envs": self.num_envs,
+            "rollout_steps": self.rollout_steps,
+            "num_ppo_epochs": self.num_ppo_epochs,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "eval_episodes": self.eval_episodes,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}; it must be a positive integer.")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization={self.normalization!r}; use one of {NORMALIZATIONS}.")
+        if self.critic_backbone not in ("shared", "frozen"):
+            raise ValueError(f"critic_backbone={self.critic_backbone!r}; use 'shared' or 'frozen'.")
+        if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(
+                f"gamma={self.gamma}, gae_lambda={self.gae_lambda}; use 0 < gamma <= 1, 0 <= lambda <= 1."
+            )
+        for name in ("clip_range", "vf_coef", "ent_coef", "critic_learning_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}; it must be >= 0.")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"target_kl={self.target_kl}; use a positive value or None.")
+        if self.total_env_steps is not None and self.total_env_steps < 1:
+            raise ValueError(f"total_env_steps={self.total_env_steps}; it must be a positive integer.")
+        transitions = self.num_envs * self.rollout_steps
+        if transitions % self.per_device_train_batch_size:
+            raise ValueError(
+                f"num_envs * rollout_steps = {transitions} transitions per rollout is not a multiple of "
+                f"per_device_train_batch_size={self.per_device_train_batch_size}; choose a minibatch that divides it."
+            )
+        if self.micro_steps_per_rollout % self.gradient_accumulation_steps:
+            raise ValueError(
+                f"a rollout gives {self.micro_steps_per_rollout} minibatches, not a multiple of "
+                f"gradient_accumulation_steps={self.gradient_accumulation_steps}; every optimizer step must "
+                "use minibatches of one rollout."
+            )
+        super().__post_init__()
+
+    @property
+    def micro_steps_per_rollout(self) -> int:
+        """Minibatches (forward + backward passes) per PPO iteration, all epochs included."""
+        return self.num_envs * self.rollout_steps * self.num_ppo_epochs // self.per_device_train_batch_size
+
+    @property
+    def optimizer_steps_per_rollout(self) -> int:
+        return self.micro_steps_per_rollout // self.gradient_accumulation_steps
+
+
+def _as_dict(name: str, value: dict | str | None) -> dict:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{name} is not valid JSON ({error}): {value!r}") from error
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"{name} must be a dict (or a JSON object), got {value!r}.")
+    return dict(value or {})

@@ -1,0 +1,600 @@
+"""EmbodiedPPOTrainer: PPO over valid actions (TWOSOME), in TRL's trainer pattern.
+
+How PPO maps onto the ``transformers.Trainer`` loop (as TRL's GRPOTrainer buffers generations):
+
+- One Trainer "epoch" is one PPO iteration: its dataloader yields ``micro_steps_per_rollout`` placeholder
+  items, one per minibatch.
+- ``_prepare_inputs`` rolls the environments out at the first minibatch of an iteration (``num_envs x
+  rollout_steps`` decision steps, scored without gradients), computes GAE, normalizes advantages over the
+  global batch, shuffles, and buffers the minibatches; each call returns the next one.
+- ``compute_loss`` is PPO's loss on one minibatch: the policy re-scores every valid action with gradients
+  (prefix-shared), clipped surrogate + ``vf_coef`` x clipped value loss - ``ent_coef`` x entropy. Once the
+  approximate KL (averaged over processes) passes ``target_kl``, the iteration's remaining minibatches
+  are skipped (their loss is a constant zero: no gradient, no forward).
+- The optimizer has two parameter groups, the LoRA weights at ``learning_rate`` and the value head at
+  ``critic_learning_rate``; the Trainer's scheduler decays both.
+- Checkpoints hold the adapter, the value head, the optimizer, scheduler and RNG states, and each
+  process's rollout state (its environments, the running episodes, the sampling generator and any
+  buffered minibatches), so ``resume_from_checkpoint`` continues the same run. Environments that cannot
+  be pickled are reset on resume instead, with a warning.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import torch
+from torch.utils.data import DataLoader
+from trl.trainer.base_trainer import _BaseTrainer
+
+from trl_embodied.envs.registration import make_env
+from trl_embodied.evaluation import evaluate_policy
+from trl_embodied.modeling import EmbodiedActorCritic, load_base_model
+from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig
+from trl_embodied.trainer.ppo import (
+    clipped_policy_loss,
+    clipped_value_loss,
+    compute_gae,
+    explained_variance,
+    normalize_advantages,
+)
+
+ROLLOUT_STATE_FILE = "rollout_state_{rank}.pkl"
+# What a checkpoint's rollout state must agree on with the resuming run.
+SHAPE_FIELDS = (
+    "num_envs",
+    "rollout_steps",
+    "num_ppo_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+)
+
+TWOSOME_CITATION = """\
+@inproceedings{tan2024twosome,
+    title        = {{True Knowledge Comes from Practice: Aligning Large Language Models with Embodied Environments via Reinforcement Learning}},
+    author       = {Weihao Tan and Wentao Zhang and Shanqi Liu and Longtao Zheng and Xinrun Wang and Bo An},
+    year         = 2024,
+    booktitle    = {The Twelfth International Conference on Learning Representations, {ICLR} 2024},
+}"""
+
+
+def _identity(batch):
+    return batch
+
+
+class _EnvSlot:
+    """One environment and its running episode."""
+
+    def __init__(self, env: gymnasium.Env, name: str):
+        self.env = env
+        self.name = name
+        self.prompt: str = ""
+        self.info: dict[str, Any] = {}
+        self.episode_return = 0.0
+        self.episode_length = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        self.prompt, self.info = self.env.reset(seed=seed)
+        if "valid_actions" not in self.info:
+            raise ValueError(
+                f"environment {self.name} does not follow the text-env contract: its info has no 'valid_actions'. "
+                "Wrap it with trl_embodied.TextEnvWrapper(env, describe, valid_actions)."
+            )
+        if not self.info["valid_actions"]:
+            raise ValueError(
+                f"environment {self.name} offers no valid actions after reset; every state needs one."
+            )
+        self.episode_return, self.episode_length = 0.0, 0
+
+
+class EmbodiedPPOTrainer(_BaseTrainer):
+    """Train a LoRA policy over valid actions with PPO (TWOSOME), with TRL's Trainer machinery.
+
+    Args:
+        model: a model id or path, ``None`` for the embedded default (SmolLM2-135M-Instruct), or an
+            :class:`~trl_embodied.EmbodiedActorCritic`.
+        args: an :class:`EmbodiedPPOConfig`.
+        env: a gymnasium id, a factory ``() -> env``, or a list of factories (one per env slot); by default
+            ``args.env_id`` with ``args.env_kwargs``. Environments follow trl_embodied's text-env contract.
+        processing_class: the tokenizer (by default the one loaded with the model).
+        peft_config: the LoRA adapter when the model is loaded by name (TWOSOME's default if omitted).
+        eval_env: what ``evaluate()`` plays (a gymnasium id or factory); by default the training task.
+        train_dataset: optional task rows for multi-task training, each with ``env_id`` and optionally
+            ``env_kwargs`` (dict or JSON) and ``seed``: env slot ``i`` plays row ``i % len(rows)``.
+        callbacks, optimizers: as for ``transformers.Trainer``.
+    """
+
+    _tag_names = ["trl", "trl-embodied", "ppo", "twosome", "embodied"]
+    _name = "EmbodiedPPO"
+    _paper = {
+        "title": "True Knowledge Comes from Practice: Aligning LLMs with Embodied Environments via Reinforcement Learning",
+        "id": "2401.14151",
+        "citation": TWOSOME_CITATION,
+    }
+    loss_is_scaled_for_ga = False  # the Trainer divides the loss by the accumulation steps
+
+    def __init__(
+        self,
+        model: str | os.PathLike | EmbodiedActorCritic | None = None,
+        args: EmbodiedPPOConfig | None = None,
+        env: str | Callable[[], gymnasium.Env] | Sequence[Callable[[], gymnasium.Env]] | None = None,
+        processing_class=None,
+        peft_config=None,
+        eval_env: str | Callable[[], gymnasium.Env] | None = None,
+        train_dataset=None,
+        callbacks=None,
+        optimizers=(None, None),
+    ):
+        if args is None:
+            args = EmbodiedPPOConfig(output_dir="EmbodiedPPO")
+        if not isinstance(args, EmbodiedPPOConfig):
+            raise TypeError(f"args must be an EmbodiedPPOConfig, got {type(args).__name__}.")
+        if isinstance(model, EmbodiedActorCritic):
+            if peft_config is not None:
+                raise ValueError(
+                    "the EmbodiedActorCritic already carries its adapter; do not pass peft_config."
+                )
+            for name in ("normalization", "critic_backbone"):
+                if getattr(model, name) != getattr(args, name):
+                    raise ValueError(
+                        f"the model was built with {name}={getattr(model, name)!r} but args.{name}="
+                        f"{getattr(args, name)!r}; set them alike."
+                    )
+        else:
+            base_model, tokenizer = load_base_model(model, **args.model_init_kwargs)
+            model = EmbodiedActorCritic(
+                base_model,
+                processing_class or tokenizer,
+                peft_config,
+                normalization=args.normalization,
+                critic_backbone=args.critic_backbone,
+                value_head_sizes=args.value_head_sizes,
+            )
+        processing_class = processing_class or model.tokenizer
+        if args.gradient_checkpointing:
+            model.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            args.gradient_checkpointing = False  # done here: the Trainer would look for it on the wrapper
+
+        self.env_factories = self._env_factories(env, train_dataset, args)
+        self.eval_env = eval_env if eval_env is not None else args.env_id
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=_identity,
+            train_dataset=list(range(args.micro_steps_per_rollout)),
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        if args.total_env_steps is not None:
+            per_iteration = args.num_envs * args.rollout_steps * self.accelerator.num_processes
+            args.max_steps = (
+                math.ceil(args.total_env_steps / per_iteration) * args.optimizer_steps_per_rollout
+            )
+
+        # Rollout state: what a checkpoint must carry for resume to continue the same run.
+        self.slots: list[_EnvSlot] | None = None
+        self.generator = torch.Generator().manual_seed(args.seed + 1_000_003 * self.accelerator.process_index)
+        self._micro_step = 0
+        self._buffer: list[dict[str, Any]] | None = None
+        self._stop_iteration = False
+        self._env_steps = 0  # decision steps over all processes
+        self._iteration_start: float | None = None
+        self._update_seconds = 0.0
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._last_success_rate: dict[str, float] = {}
+
+    # -- environments ----------------------------------------------------------------------------------
+    @staticmethod
+    def _env_factories(
+        env, train_dataset, args: EmbodiedPPOConfig
+    ) -> list[tuple[str, Callable[[], gymnasium.Env], int]]:
+        """One ``(name, factory, seed offset)`` per env slot."""
+        if env is not None and train_dataset is not None:
+            raise ValueError("pass either env or train_dataset (task rows), not both.")
+        if train_dataset is not None:
+            rows = list(train_dataset)
+            if not rows:
+                raise ValueError("train_dataset has no task rows; give at least one row with an 'env_id'.")
+            specs = []
+            for index, row in enumerate(rows):
+                if "env_id" not in row:
+                    raise ValueError(f"task row {index} has no 'env_id': {row!r}.")
+                kwargs = row.get("env_kwargs") or {}
+                if isinstance(kwargs, str):
+                    import json
+
+                    kwargs = json.loads(kwargs) if kwargs else {}
+                specs.append((row["env_id"], kwargs, int(row.get("seed") or 0)))
+            return [
+                (name, lambda name=name, kwargs=kwargs: make_env(name, **kwargs), seed)
+                for name, kwargs, seed in (specs[i % len(specs)] for i in range(args.num_envs))
+            ]
+        if env is None or isinstance(env, str):
+            name = env or args.env_id
+            make_env(name, **args.env_kwargs).close()  # fail now on an unknown id, not at the first rollout
+            return [(name, lambda: make_env(name, **args.env_kwargs), 0)] * args.num_envs
+        if callable(env):
+            return [(getattr(env, "__name__", "env"), env, 0)] * args.num_envs
+        factories = list(env)
+        if not factories or not all(callable(f) for f in factories):
+            raise TypeError("env must be a gymnasium id, a factory, or a non-empty list of factories.")
+        return [
+            (f"env[{i % len(factories)}]", factories[i % len(factories)], 0) for i in range(args.num_envs)
+        ]
+
+    def _make_slots(self) -> list[_EnvSlot]:
+        slots = []
+        base_seed = self.args.seed + self.accelerator.process_index * self.args.num_envs
+        for index, (name, factory, seed_offset) in enumerate(self.env_factories):
+            slot = _EnvSlot(factory(), name)
+            slot.reset(seed=base_seed + seed_offset + index)
+            slots.append(slot)
+        return slots
+
+    # -- the Trainer loop's hooks ----------------------------------------------------------------------
+    def get_train_dataloader(self) -> DataLoader:
+        # Every process walks the same placeholder items: one per minibatch of a PPO iteration. The data
+        # comes from each process's own environments, so nothing is sharded here.
+        return DataLoader(self.train_dataset, batch_size=1, collate_fn=_identity, shuffle=False)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            actor_critic: EmbodiedActorCritic = self.accelerator.unwrap_model(self.model)
+            critic = [p for p in actor_critic.value_head.parameters() if p.requires_grad]
+            critic_ids = {id(p) for p in critic}
+            actor = [p for p in actor_critic.parameters() if p.requires_grad and id(p) not in critic_ids]
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, actor_critic)
+            groups = [
+                {
+                    "params": actor,
+                    "lr": self.args.learning_rate,
+                    "weight_decay": self.args.weight_decay,
+                    "name": "actor",
+                },
+                {
+                    "params": critic,
+                    "lr": self.args.critic_learning_rate,
+                    "weight_decay": 0.0,
+                    "name": "critic",
+                },
+            ]
+            optimizer_kwargs.pop("lr", None)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        start = time.perf_counter()
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._update_seconds += time.perf_counter() - start
+        self._micro_step += 1
+        return loss
+
+    def _prepare_inputs(self, inputs):
+        position = self._micro_step % self.args.micro_steps_per_rollout
+        if position == 0 or self._buffer is None:
+            self._buffer = self._rollout()
+            self._stop_iteration = False
+        return self._buffer[position]
+
+    # -- rollout ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _rollout(self) -> list[dict[str, Any]]:
+        """Play ``rollout_steps`` decision steps in every env slot; return the iteration's minibatches."""
+        args = self.args
+        now = time.perf_counter()
+        if self._iteration_start is not None:  # the previous iteration is complete: rollout + update
+            iteration_seconds = now - self._iteration_start
+            transitions = args.num_envs * args.rollout_steps * self.accelerator.num_processes
+            self._metrics["env_steps_per_second"].append(transitions / iteration_seconds)
+            self._metrics["time/update_seconds"].append(self._update_seconds)
+        self._iteration_start, self._update_seconds = now, 0.0
+        if self.slots is None:
+            self.slots = self._make_slots()
+        policy: EmbodiedActorCritic = self.accelerator.unwrap_model(self.model)
+        steps, envs = args.rollout_steps, args.num_envs
+        shape = (steps, envs)
+        rewards, values = torch.zeros(shape), torch.zeros(shape)
+        next_values, logprobs = torch.zeros(shape), torch.zeros(shape)
+        terminated = torch.zeros(shape, dtype=torch.bool)
+        truncated = torch.zeros(shape, dtype=torch.bool)
+        primitive = torch.ones(shape)
+        chosen = torch.zeros(shape, dtype=torch.long)
+        prompts: list[list[str]] = []
+        actions: list[list[list[str]]] = []
+        finished: list[tuple[float, int, bool]] = []
+        scoring_seconds = env_seconds = 0.0
+        for t in range(steps):
+            prompts.append([slot.prompt for slot in self.slots])
+            actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
+            start = time.perf_counter()
+            output = policy(prompts[t], actions[t])
+            scoring_seconds += time.perf_counter() - start
+            chosen[t] = torch.multinomial(
+                output.scores.probs.float().cpu(), 1, generator=self.generator
+            ).squeeze(-1)
+            logprobs[t] = output.scores.log_policy.float().cpu().gather(1, chosen[t][:, None]).squeeze(-1)
+            values[t] = output.values.float().cpu()
+            start = time.perf_counter()
+            final_states = []  # (slot index, prompt, actions) of truncated episodes: their value bootstraps
+            for n, slot in enumerate(self.slots):
+                prompt, reward, term, trunc, info = slot.env.step(int(chosen[t, n]))
+                rewards[t, n], terminated[t, n], truncated[t, n] = reward, term, trunc and not term
+                primitive[t, n] = info.get("primitive_steps", 1)
+                slot.episode_return += reward
+                slot.episode_length += 1
+                slot.prompt, slot.info = prompt, info
+                if term or trunc:
+                    finished.append(
+                        (slot.episode_return, slot.episode_length, bool(info.get("success", False)))
+                    )
+                    if trunc and not term:
+                        final_states.append((n, prompt, list(info["valid_actions"])))
+                    slot.reset()
+            env_seconds += time.perf_counter() - start
+            if final_states:
+                start = time.perf_counter()
+                final_values = policy([p for _, p, _ in final_states], [a for _, _, a in final_states]).values
+                scoring_seconds += time.perf_counter() - start
+                for (n, _, _), value in zip(final_states, final_values.float().cpu(), strict=True):
+                    next_values[t, n] = value
+        start = time.perf_counter()
+        bootstrap = policy(
+            [s.prompt for s in self.slots], [list(s.info["valid_actions"]) for s in self.slots]
+        ).values
+        scoring_seconds += time.perf_counter() - start
+        # V(s_{t+1}): the next step's value, except where the episode ended (truncated: the final state's
+        # value set above; terminated: unused).
+        ended = terminated | truncated
+        following = torch.cat([values[1:], bootstrap.float().cpu()[None]])
+        next_values = torch.where(ended, next_values, following)
+        advantages, returns = compute_gae(
+            rewards,
+            values,
+            next_values,
+            terminated,
+            truncated,
+            primitive,
+            gamma=args.gamma,
+            gae_lambda=args.gae_lambda,
+        )
+        self._log_rollout(finished, values, returns, scoring_seconds, env_seconds)
+        self._env_steps += steps * envs * self.accelerator.num_processes
+
+        flat_advantages = advantages.flatten()
+        if args.normalize_advantages:  # over the global batch, so every process weighs steps alike
+            everything = self.accelerator.gather(flat_advantages.to(self.accelerator.device)).cpu()
+            flat_advantages = normalize_advantages(flat_advantages, everything)
+        transitions = {
+            "prompts": [p for row in prompts for p in row],
+            "actions": [a for row in actions for a in row],
+            "chosen": chosen.flatten(),
+            "logprobs": logprobs.flatten(),
+            "values": values.flatten(),
+            "advantages": flat_advantages,
+            "returns": returns.flatten(),
+        }
+        minibatches = []
+        size = args.per_device_train_batch_size
+        for _ in range(args.num_ppo_epochs):
+            order = torch.randperm(steps * envs, generator=self.generator)
+            for start in range(0, len(order), size):
+                index = order[start : start + size]
+                minibatches.append(
+                    {
+                        key: ([value[i] for i in index.tolist()] if isinstance(value, list) else value[index])
+                        for key, value in transitions.items()
+                    }
+                )
+        return minibatches
+
+    def _log_rollout(self, finished, values, returns, scoring_seconds: float, env_seconds: float) -> None:
+        """Per-iteration metrics; episode statistics summed over processes."""
+        totals = torch.tensor(
+            [
+                sum(r for r, _, _ in finished),
+                sum(length for _, length, _ in finished),
+                sum(s for _, _, s in finished),
+                len(finished),
+            ],
+            dtype=torch.float64,
+        )
+        totals = self.accelerator.reduce(totals.to(self.accelerator.device), reduction="sum").cpu()
+        if totals[3] > 0:
+            self._metrics["episode/return"].append(float(totals[0] / totals[3]))
+            self._metrics["episode/length"].append(float(totals[1] / totals[3]))
+            self._metrics["episode/success_rate"].append(float(totals[2] / totals[3]))
+            self._metrics["episode/count"].append(float(totals[3]))
+            self._last_success_rate["train"] = float(totals[2] / totals[3])
+        self._metrics["value/explained_variance"].append(
+            explained_variance(values.flatten(), returns.flatten())
+        )
+        self._metrics["value/mean"].append(float(values.mean()))
+        self._metrics["time/scoring_seconds"].append(scoring_seconds)
+        self._metrics["time/env_seconds"].append(env_seconds)
+
+    # -- the loss --------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("EmbodiedPPOTrainer.compute_loss does not return outputs.")
+        device = self.accelerator.device
+        if self._stop_iteration:  # target KL passed earlier in this iteration: skip, no forward
+            return torch.zeros((), device=device, requires_grad=True)
+        args = self.args
+        output = model(inputs["prompts"], inputs["actions"])
+        new_logprobs = output.scores.log_policy.gather(1, inputs["chosen"].to(device)[:, None]).squeeze(-1)
+        policy = clipped_policy_loss(
+            new_logprobs, inputs["logprobs"].to(device), inputs["advantages"].to(device), args.clip_range
+        )
+        value_loss = clipped_value_loss(
+            output.values, inputs["values"].to(device), inputs["returns"].to(device), args.clip_range_value
+        )
+        entropy = output.scores.entropy.mean()
+        loss = policy.loss + args.vf_coef * value_loss - args.ent_coef * entropy
+        approx_kl = self.accelerator.gather(policy.approx_kl.detach()[None]).mean()
+        if args.target_kl is not None and approx_kl > args.target_kl:
+            self._stop_iteration = True
+        for name, value in (
+            ("loss/policy", policy.loss),
+            ("loss/value", value_loss),
+            ("policy/entropy", entropy),
+            ("policy/approx_kl", approx_kl),
+            ("policy/clip_fraction", policy.clip_fraction),
+        ):
+            self._metrics[name].append(float(value.detach()))
+        self._metrics["policy/early_stopped"].append(float(self._stop_iteration))
+        return loss
+
+    # -- logging ---------------------------------------------------------------------------------------
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if not any(key.startswith("eval_") for key in logs):
+            for key, values in self._metrics.items():
+                finite = [v for v in values if not math.isnan(v)]
+                if finite:
+                    logs[key] = sum(finite) / len(finite)
+            logs["env_steps"] = self._env_steps
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        """Play ``eval_episodes`` episodes of ``eval_env`` per process and log success rate and return."""
+        policy = self.accelerator.unwrap_model(self.model)
+        rank = self.accelerator.process_index
+        result = evaluate_policy(
+            policy,
+            self.eval_env,
+            self.args.eval_episodes,
+            greedy=self.args.eval_greedy,
+            seed=self.args.seed + 10_000 + rank * self.args.eval_episodes,
+            generator=torch.Generator().manual_seed(self.args.seed + rank),
+            progress=self.accelerator.is_main_process and not self.args.disable_tqdm,
+        )
+        local = result.metrics()
+        keys = sorted(local)
+        gathered = self.accelerator.reduce(
+            torch.tensor([local[k] for k in keys], dtype=torch.float64, device=self.accelerator.device),
+            reduction="mean",
+        )
+        metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in zip(keys, gathered.cpu(), strict=True)}
+        self._last_success_rate[metric_key_prefix] = metrics[f"{metric_key_prefix}_success_rate"]
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # -- saving and resuming ---------------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Write the adapter, the value head and the tokenizer: never the base model."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        self.accelerator.unwrap_model(self.model).save_pretrained(output_dir)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _rollout_state(self) -> dict[str, Any]:
+        shape = {name: getattr(self.args, name) for name in SHAPE_FIELDS}
+        shape["envs"] = [name for name, _, _ in self.env_factories]
+        state = {
+            "shape": shape,
+            "generator": self.generator.get_state(),
+            "micro_step": self._micro_step,
+            "buffer": self._buffer,
+            "stop_iteration": self._stop_iteration,
+            "env_steps": self._env_steps,
+            "slots": None,
+        }
+        if self.slots is not None:
+            try:
+                state["slots"] = pickle.dumps(self.slots)
+            except Exception as error:  # third-party envs need not pickle
+                warnings.warn(
+                    f"the environments cannot be pickled ({error}); a resumed run will reset them.",
+                    stacklevel=2,
+                )
+        return state
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        path = Path(output_dir) / ROLLOUT_STATE_FILE.format(rank=self.accelerator.process_index)
+        staging = path.with_suffix(".tmp")
+        with staging.open("wb") as handle:
+            pickle.dump(self._rollout_state(), handle)
+        os.replace(staging, path)  # atomic: a crash never leaves a half-written state
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        from trl_embodied.modeling import VALUE_HEAD_FILE
+
+        checkpoint = Path(resume_from_checkpoint)
+        actor_critic: EmbodiedActorCritic = self.accelerator.unwrap_model(model or self.model)
+        adapter = checkpoint / "adapter_model.safetensors"
+        if not adapter.is_file() or not (checkpoint / VALUE_HEAD_FILE).is_file():
+            raise FileNotFoundError(
+                f"{checkpoint} is not an EmbodiedPPOTrainer checkpoint (no adapter_model.safetensors and "
+                f"{VALUE_HEAD_FILE}); pass a checkpoint-N folder of this trainer."
+            )
+        set_peft_model_state_dict(actor_critic.policy, load_file(adapter))
+        actor_critic.value_head.load_state_dict(load_file(checkpoint / VALUE_HEAD_FILE))
+        state_file = checkpoint / ROLLOUT_STATE_FILE.format(rank=self.accelerator.process_index)
+        if not state_file.is_file():
+            warnings.warn(f"{state_file} is missing: the environments start afresh.", stacklevel=2)
+            return
+        with state_file.open("rb") as handle:
+            state = pickle.load(handle)
+        expected = {name: getattr(self.args, name) for name in SHAPE_FIELDS}
+        expected["envs"] = [name for name, _, _ in self.env_factories]
+        different = {k: (state["shape"].get(k), v) for k, v in expected.items() if state["shape"].get(k) != v}
+        if different:
+            listing = ", ".join(
+                f"{k}: checkpoint {old!r}, this run {new!r}" for k, (old, new) in different.items()
+            )
+            raise ValueError(
+                f"{checkpoint} was written by a run of another shape ({listing}); resume with the same settings "
+                "or start a new run."
+            )
+        self.generator.set_state(state["generator"])
+        self._micro_step = state["micro_step"]
+        self._buffer = state["buffer"]
+        self._stop_iteration = state["stop_iteration"]
+        self._env_steps = state["env_steps"]
+        self.slots = pickle.loads(state["slots"]) if state["slots"] is not None else None
+
+    # -- model card ------------------------------------------------------------------------------------
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None):
+        """TRL's model card, with the environment, the method and the final success rate."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        card = Path(self.args.output_dir) / "README.md"
+        success = self._last_success_rate.get("eval", self._last_success_rate.get("train"))
+        source = "evaluation" if "eval" in self._last_success_rate else "training episodes"
+        envs = sorted({name for name, _, _ in self.env_factories})
+        lines = [
+            "",
+            "## Embodied training",
+            "",
+            f"- Environment: {', '.join(f'`{e}`' for e in envs)}",
+            "- Method: TWOSOME (PPO over valid actions scored by their joint log-probability) with trl-embodied, "
+            f"`{self.args.normalization}` normalization, `{self.args.critic_backbone}` critic backbone",
+            f"- Decision steps trained: {self._env_steps}",
+            f"- Final success rate: {'n/a' if success is None else f'{success:.2f}'} ({source})",
+            "",
+        ]
+        with card.open("a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines))

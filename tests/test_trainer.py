@@ -153,6 +153,29 @@ def test_logged_metrics(tmp_path, tokenizer):
     assert [h["env_steps"] for h in logs] == [16, 32]
 
 
+def test_callbacks_see_the_ppo_metrics(tmp_path, tokenizer):
+    from transformers import TrainerCallback
+
+    class Recorder(TrainerCallback):
+        def __init__(self):
+            self.logs, self.evaluations = [], []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.logs.append(dict(logs))
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            self.evaluations.append(dict(metrics))
+
+    recorder = Recorder()
+    trainer = make_trainer(
+        tmp_path, tokenizer, max_steps=4, eval_strategy="steps", eval_steps=2, eval_episodes=2
+    )
+    trainer.add_callback(recorder)
+    trainer.train()
+    assert any("episode/success_rate" in log for log in recorder.logs)
+    assert len(recorder.evaluations) == 2 and "eval_success_rate" in recorder.evaluations[0]
+
+
 def test_two_learning_rates_decay_linearly(tmp_path, tokenizer):
     trainer = make_trainer(tmp_path, tokenizer, max_steps=4)
     trainer.train()
@@ -178,6 +201,16 @@ def test_target_kl_skips_the_rest_of_the_iteration(tmp_path, tokenizer):
     # The first minibatch moves the policy (its KL is 0 by construction: the rollout's policy), the second
     # passes the target and stops the iteration.
     assert logs[0]["policy/early_stopped"] == 0.0 and logs[1]["policy/early_stopped"] == 1.0
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_rollout_and_update_score_in_the_same_precision(tmp_path, tokenizer, bf16):
+    """The first minibatch re-scores the rollout's own policy: its ratio must be exactly 1 (KL 0). Scoring
+    the rollout in float32 and the update in bf16 autocast would make it drift by bf16's error."""
+    trainer = make_trainer(tmp_path, tokenizer, max_steps=1, bf16=bf16, per_device_train_batch_size=16)
+    trainer.train()
+    (log,) = [h for h in trainer.state.log_history if "policy/approx_kl" in h]
+    assert log["policy/approx_kl"] < 1e-7 and log["policy/clip_fraction"] == 0.0
 
 
 @pytest.mark.parametrize("critic_backbone", ["shared", "frozen"])

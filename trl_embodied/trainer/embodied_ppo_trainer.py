@@ -171,6 +171,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             args=args,
             data_collator=_identity,
             train_dataset=list(range(args.micro_steps_per_rollout)),
+            # evaluate() plays eval_env; the Trainer only checks that something is there to evaluate.
+            eval_dataset=[self.eval_env],
             processing_class=processing_class,
             callbacks=callbacks,
             optimizers=optimizers,
@@ -287,7 +289,12 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return self._buffer[position]
 
     # -- rollout ---------------------------------------------------------------------------------------
-    @torch.no_grad()
+    def _policy(self, prompts: list[str], actions: list[list[str]]):
+        """The actor-critic without gradients, in the update's precision (bf16 autocast when ``bf16``), so
+        that the rollout's log-probs and the update's agree on dtype."""
+        with torch.no_grad(), self.autocast_smart_context_manager():
+            return self.accelerator.unwrap_model(self.model)(prompts, actions)
+
     def _rollout(self) -> list[dict[str, Any]]:
         """Play ``rollout_steps`` decision steps in every env slot; return the iteration's minibatches."""
         args = self.args
@@ -300,7 +307,6 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._iteration_start, self._update_seconds = now, 0.0
         if self.slots is None:
             self.slots = self._make_slots()
-        policy: EmbodiedActorCritic = self.accelerator.unwrap_model(self.model)
         steps, envs = args.rollout_steps, args.num_envs
         shape = (steps, envs)
         rewards, values = torch.zeros(shape), torch.zeros(shape)
@@ -317,7 +323,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             prompts.append([slot.prompt for slot in self.slots])
             actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
             start = time.perf_counter()
-            output = policy(prompts[t], actions[t])
+            output = self._policy(prompts[t], actions[t])
             scoring_seconds += time.perf_counter() - start
             chosen[t] = torch.multinomial(
                 output.scores.probs.float().cpu(), 1, generator=self.generator
@@ -343,12 +349,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             env_seconds += time.perf_counter() - start
             if final_states:
                 start = time.perf_counter()
-                final_values = policy([p for _, p, _ in final_states], [a for _, _, a in final_states]).values
+                final_values = self._policy(
+                    [p for _, p, _ in final_states], [a for _, _, a in final_states]
+                ).values
                 scoring_seconds += time.perf_counter() - start
                 for (n, _, _), value in zip(final_states, final_values.float().cpu(), strict=True):
                     next_values[t, n] = value
         start = time.perf_counter()
-        bootstrap = policy(
+        bootstrap = self._policy(
             [s.prompt for s in self.slots], [list(s.info["valid_actions"]) for s in self.slots]
         ).values
         scoring_seconds += time.perf_counter() - start
@@ -470,10 +478,9 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
     ) -> dict[str, float]:
         """Play ``eval_episodes`` episodes of ``eval_env`` per process and log success rate and return."""
-        policy = self.accelerator.unwrap_model(self.model)
         rank = self.accelerator.process_index
         result = evaluate_policy(
-            policy,
+            lambda prompts, actions: self._policy(list(prompts), [list(a) for a in actions]).scores.probs,
             self.eval_env,
             self.args.eval_episodes,
             greedy=self.args.eval_greedy,

@@ -1,0 +1,68 @@
+"""Train with EmbodiedPPOTrainer from the command line: ``TrlParser`` over (script, PPO, model) arguments.
+
+Every field of :class:`ScriptArguments`, :class:`~trl_embodied.EmbodiedPPOConfig` and ``trl.ModelConfig``
+works as ``--name value`` and from ``--config file.yaml``. LoRA and quantization come from
+``ModelConfig`` as in TRL's recipes (``--use_peft --lora_r 8 ...``; without ``--use_peft`` the adapter is
+TWOSOME's: r=8, alpha=16, q/v).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import ModelConfig, TrlParser, get_peft_config
+
+from trl_embodied.trainer import EmbodiedPPOConfig, EmbodiedPPOTrainer
+
+
+@dataclass
+class ScriptArguments:
+    """Arguments of the recipe itself."""
+
+    eval_before_training: bool = field(
+        default=True,
+        metadata={"help": "Evaluate the untrained policy first, to print success before and after."},
+    )
+    save_final_model: bool = field(
+        default=True, metadata={"help": "Save the adapter and value head at the end."}
+    )
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((ScriptArguments, EmbodiedPPOConfig, ModelConfig))
+
+
+def model_init_kwargs(model_args: ModelConfig) -> dict:
+    """``load_base_model`` keyword arguments from ``trl.ModelConfig``."""
+    kwargs = {"load_in_4bit": model_args.load_in_4bit, "load_in_8bit": model_args.load_in_8bit}
+    if model_args.dtype not in (None, "auto"):
+        kwargs["dtype"] = model_args.dtype
+    return kwargs
+
+
+def main(script_args: ScriptArguments, training_args: EmbodiedPPOConfig, model_args: ModelConfig) -> dict:
+    """Train, print the success rate before and after, save (and push when ``--push_to_hub``)."""
+    training_args.model_init_kwargs = {**model_init_kwargs(model_args), **training_args.model_init_kwargs}
+    trainer = EmbodiedPPOTrainer(
+        model=model_args.model_name_or_path,  # None: the embedded SmolLM2-135M-Instruct
+        args=training_args,
+        peft_config=get_peft_config(model_args),
+    )
+    results = {}
+    if script_args.eval_before_training:
+        results["before"] = trainer.evaluate(metric_key_prefix="eval_before")["eval_before_success_rate"]
+    trainer.train()
+    results["after"] = trainer.evaluate()["eval_success_rate"]
+    if trainer.accelerator.is_main_process:
+        before = f"{results['before']:.2f} before training, " if "before" in results else ""
+        print(
+            f"{training_args.env_id}: greedy success rate {before}{results['after']:.2f} after "
+            f"{trainer._env_steps} decision steps ({training_args.eval_episodes} episodes per evaluation)"
+        )
+    if script_args.save_final_model:
+        trainer.save_model(training_args.output_dir)
+        trainer.create_model_card(model_name=Path(training_args.output_dir).name)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return results

@@ -41,7 +41,11 @@ def test_command_line_fields_and_quantization_flags(tmp_path):
     )  # fmt: skip
     assert training_args.num_envs == 8 and training_args.normalization == "token"
     assert training_args.critic_backbone == "frozen" and training_args.env_kwargs == {"max_steps": 30}
-    assert model_init_kwargs(model_args) == {"load_in_4bit": True, "load_in_8bit": False, "dtype": model_args.dtype}
+    assert model_init_kwargs(model_args) == {
+        "load_in_4bit": True,
+        "load_in_8bit": False,
+        "dtype": model_args.dtype,
+    }
     assert script_args.eval_before_training is False
 
 

@@ -5,11 +5,7 @@ import pytest
 from trl_embodied import HouseholdEnv
 from trl_embodied.envs.household import TASKS, TRAINING_TASKS, UNSEEN_TASKS
 
-
-def act(env, text):
-    actions = env.valid_actions(env.state)
-    assert text in actions, f"{text!r} not in {actions}"
-    return env.step(actions.index(text))
+from .toy_envs import act
 
 
 def test_food_preparation_actions_and_prompt():

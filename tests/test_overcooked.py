@@ -4,12 +4,7 @@ import pytest
 
 from trl_embodied import OvercookedEnv
 
-
-def act(env, text):
-    """Step the action whose text is ``text`` (fails the test if it is not offered)."""
-    actions = env.valid_actions(env.state)
-    assert text in actions, f"{text!r} not in {actions}"
-    return env.step(actions.index(text))
+from .toy_envs import act
 
 
 def test_tomato_salad_prompt_reads_like_the_paper():

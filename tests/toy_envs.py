@@ -1,4 +1,4 @@
-"""Small environments for trainer tests, written on the public TextEnv base."""
+"""Environment helpers for the tests: small environments on the public TextEnv base, and ``act``."""
 
 from __future__ import annotations
 
@@ -40,3 +40,10 @@ class NoActionsEnv(TwoChoiceEnv):
         prompt, info = super().reset(seed=seed, options=options)
         del info["valid_actions"]
         return prompt, info
+
+
+def act(env, text):
+    """Step the action whose text is ``text`` (fails the test if it is not offered)."""
+    actions = env.valid_actions(env.state)
+    assert text in actions, f"{text!r} not in {actions}"
+    return env.step(actions.index(text))

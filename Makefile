@@ -1,6 +1,7 @@
 # Set-up and entry points. Everything installs into .venv from the package registries, so a fresh
 # machine with Python >= 3.10 and pip needs nothing else.
-#   make demo   install, then run the main job (accelerate launch recipes/overcooked.py)
+#   make demo   install, then a short real training run (accelerate launch recipes/overcooked.py): two PPO
+#               iterations of the default model on Tomato Salad, success rate before and after (minutes on CPU)
 #   make test   install with the dev extra, then lint and the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # several GB. Where a CUDA device is present, the registry's default (CUDA) build is what users want.
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; \
 	then echo torch; else echo torch==2.13.0; fi)
-DEMO_ARGS ?=
+DEMO_ARGS ?= --max_steps 8 --eval_episodes 8 --output_dir outputs/demo
 
 .PHONY: demo test lint install install-dev bench-env clean
 

@@ -4,7 +4,8 @@ Two shapes from the built-in tasks: Entertainment (8 environments x 17 actions, 
 prompts) and Tomato Salad (4 x 5, ~45-token prompts). For each, in the same run and on the same LoRA
 model: forward only (rollout) and forward + backward (PPO update), median wall time of both methods,
 their ratio, the largest log-prob difference, and the peak extra memory (each measurement runs in its
-own process, so the peak resident set is its own). The naive forward pads its sequences into batches
+own process, so the peak resident set is its own), and the prefix-shared scorer under bf16 autocast
+with its log-prob error against float32. The naive forward pads its sequences into batches
 of 64 (faster than one per forward); the naive forward + backward runs one environment's sequences at
 a time, accumulating gradients, as a plain update loop does: with the whole batch in one graph it
 needs more than this machine's 24 GB.
@@ -27,6 +28,7 @@ import resource
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "scoring_speed.json"
@@ -64,9 +66,13 @@ def measure(shape: str, method: str, backward: bool, repeats: int) -> dict:
     prompts, actions = batch_for(*SHAPES[shape])
 
     def run() -> torch.Tensor:
-        with torch.set_grad_enabled(backward):
+        # bf16 autocast, as EmbodiedPPOConfig(bf16=True) runs rollout and update alike.
+        precision = (
+            torch.autocast("cpu", dtype=torch.bfloat16) if method == "prefix_shared_bf16" else nullcontext()
+        )
+        with torch.set_grad_enabled(backward), precision:
             model.zero_grad(set_to_none=True)
-            if method == "prefix_shared":
+            if method.startswith("prefix_shared"):
                 logprobs = model.scorer.score(prompts, actions).logprobs
                 if backward:
                     logprobs.sum().backward()
@@ -101,6 +107,11 @@ def measure(shape: str, method: str, backward: bool, repeats: int) -> dict:
     }
 
 
+def differences(first: list[list[float]], second: list[list[float]]) -> list[float]:
+    """|a - b| per action, over environments."""
+    return [abs(a - b) for x, y in zip(first, second, strict=True) for a, b in zip(x, y, strict=True)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -121,11 +132,9 @@ def main() -> None:
             mode = "forward_backward" if backward else "forward"
             naive = isolated(shape, "naive", backward, args.repeats)
             shared = isolated(shape, "prefix_shared", backward, args.repeats)
-            difference = max(
-                abs(a - b)
-                for env_naive, env_shared in zip(naive["logprobs"], shared["logprobs"], strict=True)
-                for a, b in zip(env_naive, env_shared, strict=True)
-            )
+            bf16 = isolated(shape, "prefix_shared_bf16", backward, args.repeats)
+            difference = max(differences(naive["logprobs"], shared["logprobs"]))
+            bf16_error = differences(shared["logprobs"], bf16["logprobs"])
             row[mode] = {
                 "naive_seconds": naive["seconds"],
                 "prefix_shared_seconds": shared["seconds"],
@@ -133,11 +142,17 @@ def main() -> None:
                 "max_logprob_difference": difference,
                 "naive_peak_extra_memory_mb": naive["peak_extra_memory_mb"],
                 "prefix_shared_peak_extra_memory_mb": shared["peak_extra_memory_mb"],
+                "prefix_shared_bf16_seconds": bf16["seconds"],
+                "bf16_speedup_over_float32": shared["seconds"] / bf16["seconds"],
+                "bf16_max_logprob_error": max(bf16_error),
+                "bf16_mean_logprob_error": sum(bf16_error) / len(bf16_error),
             }
             print(
                 f"{shape} {mode}: naive {naive['seconds']:.2f} s, prefix-shared {shared['seconds']:.2f} s, "
                 f"speedup {row[mode]['speedup']:.1f}x, max |dlogprob| {difference:.2e}, peak extra memory "
-                f"{naive['peak_extra_memory_mb']:.0f} MB vs {shared['peak_extra_memory_mb']:.0f} MB"
+                f"{naive['peak_extra_memory_mb']:.0f} MB vs {shared['peak_extra_memory_mb']:.0f} MB; bf16 autocast "
+                f"{bf16['seconds']:.2f} s ({row[mode]['bf16_speedup_over_float32']:.1f}x float32), log-prob error "
+                f"mean {row[mode]['bf16_mean_logprob_error']:.3f} max {row[mode]['bf16_max_logprob_error']:.3f} nats"
             )
         row["mean_prompt_tokens"] = shared["mean_prompt_tokens"]
         row["actions_per_env"] = shared["actions_per_env"]

@@ -80,11 +80,11 @@ def measure_trainer(shape: str, bf16: bool) -> dict:
     memory_before = peak_memory_mb()
     trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[Record()])
     trainer.train()
-    # Rollout metrics of iteration i and the iteration-time metrics of iteration i - 1 are logged together
-    # at the first optimizer step of iteration i.
+    # The first optimizer step of iteration i logs iteration i's rollout times together with iteration
+    # i - 1's wall time and update time. Iteration 1 (the second) is the steady state.
     rollouts = [log for log in Record.logs if "time/scoring_seconds" in log]
-    iteration = [log for log in Record.logs if "env_steps_per_second" in log][0]  # iteration 1 (0-based)
     second = rollouts[1]
+    iteration = rollouts[2]
     seconds = transitions / iteration["env_steps_per_second"]
     update = iteration["time/update_seconds"]
     return {

@@ -192,6 +192,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._env_steps = 0  # decision steps over all processes
         self._iteration_start: float | None = None
         self._update_seconds = 0.0
+        self._rollout_seconds = 0.0
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._last_success_rate: dict[str, float] = {}
 
@@ -275,16 +276,19 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return self.optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        start = time.perf_counter()
+        start, self._rollout_seconds = time.perf_counter(), 0.0
         loss = super().training_step(model, inputs, num_items_in_batch)
-        self._update_seconds += time.perf_counter() - start
+        # The Trainer calls _prepare_inputs inside training_step: the rollout is not update time.
+        self._update_seconds += time.perf_counter() - start - self._rollout_seconds
         self._micro_step += 1
         return loss
 
     def _prepare_inputs(self, inputs):
         position = self._micro_step % self.args.micro_steps_per_rollout
         if position == 0 or self._buffer is None:
+            start = time.perf_counter()
             self._buffer = self._rollout()
+            self._rollout_seconds = time.perf_counter() - start
             self._stop_iteration = False
         return self._buffer[position]
 

@@ -134,8 +134,8 @@ class EmbodiedPPOConfig(_BaseConfig):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep task rows as they are."})
 
     def __post_init__(self):
-        self.env_kwargs = _as_dict("env_kwargs", self.env_kwargs)
-        self.model_init_kwargs = _as_dict("model_init_kwargs", self.model_init_kwargs)
+        self.env_kwargs = parse_dict_argument("env_kwargs", self.env_kwargs)
+        self.model_init_kwargs = parse_dict_argument("model_init_kwargs", self.model_init_kwargs)
         unknown = set(self.model_init_kwargs) - {"load_in_4bit", "load_in_8bit", "dtype", "device_map"}
         if unknown:
             raise ValueError(
@@ -193,7 +193,8 @@ class EmbodiedPPOConfig(_BaseConfig):
         return self.micro_steps_per_rollout // self.gradient_accumulation_steps
 
 
-def _as_dict(name: str, value: dict | str | None) -> dict:
+def parse_dict_argument(name: str, value: dict | str | None) -> dict:
+    """A dict given as a dict, a JSON object string (the command line) or None (empty)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)

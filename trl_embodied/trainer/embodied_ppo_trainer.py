@@ -39,7 +39,7 @@ from trl.trainer.base_trainer import _BaseTrainer
 from trl_embodied.envs.registration import make_env
 from trl_embodied.evaluation import evaluate_policy
 from trl_embodied.modeling import EmbodiedActorCritic, load_base_model
-from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig
+from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig, parse_dict_argument
 from trl_embodied.trainer.ppo import (
     clipped_policy_loss,
     clipped_value_loss,
@@ -107,7 +107,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             ``args.env_id`` with ``args.env_kwargs``. Environments follow trl_embodied's text-env contract.
         processing_class: the tokenizer (by default the one loaded with the model).
         peft_config: the LoRA adapter when the model is loaded by name (TWOSOME's default if omitted).
-        eval_env: what ``evaluate()`` plays (a gymnasium id or factory); by default the training task.
+        eval_env: what ``evaluate()`` plays (a gymnasium id or factory); by default ``args.env_id``.
         train_dataset: optional task rows for multi-task training, each with ``env_id`` and optionally
             ``env_kwargs`` (dict or JSON) and ``seed``: env slot ``i`` plays row ``i % len(rows)``.
         callbacks, optimizers: as for ``transformers.Trainer``.
@@ -212,11 +212,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             for index, row in enumerate(rows):
                 if "env_id" not in row:
                     raise ValueError(f"task row {index} has no 'env_id': {row!r}.")
-                kwargs = row.get("env_kwargs") or {}
-                if isinstance(kwargs, str):
-                    import json
-
-                    kwargs = json.loads(kwargs) if kwargs else {}
+                kwargs = parse_dict_argument(f"task row {index} env_kwargs", row.get("env_kwargs") or None)
                 specs.append((row["env_id"], kwargs, int(row.get("seed") or 0)))
             return [
                 (name, lambda name=name, kwargs=kwargs: make_env(name, **kwargs), seed)

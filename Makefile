@@ -11,7 +11,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # several GB. Where a CUDA device is present, the registry's default (CUDA) build is what users want.
 TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; \
 	then echo torch; else echo torch==2.13.0; fi)
-DEMO_ARGS ?= --max_steps 8 --eval_episodes 8 --output_dir outputs/demo
+DEMO_ARGS ?= --max_steps 8 --eval_episodes 4 --output_dir outputs/demo
 
 .PHONY: demo test lint install install-dev bench-env clean
 

@@ -41,3 +41,4 @@ gathered = trainer.accelerator.gather_for_metrics([seeds])
 if trainer.accelerator.is_main_process:
     summary = {"env_steps": trainer._env_steps, "seeds_differ": gathered[0] != gathered[1]}
     (out / "summary.json").write_text(json.dumps(summary))
+trainer.accelerator.end_training()  # destroys the process group: gloo can abort at exit otherwise

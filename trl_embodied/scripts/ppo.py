@@ -65,4 +65,7 @@ def main(script_args: ScriptArguments, training_args: EmbodiedPPOConfig, model_a
         trainer.create_model_card(model_name=Path(training_args.output_dir).name)
     if training_args.push_to_hub:
         trainer.push_to_hub()
+    # Tear the process group down before exit: left to interpreter shutdown, gloo's threads can
+    # abort a multi-process run that has finished its work ("terminate called without an active exception").
+    trainer.accelerator.end_training()
     return results

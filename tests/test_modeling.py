@@ -7,7 +7,7 @@ import torch
 from peft import LoraConfig, PeftModel
 
 from trl_embodied import EmbodiedActorCritic, load_base_model
-from trl_embodied.modeling import VALUE_HEAD_FILE, default_lora_config
+from trl_embodied.modeling import VALUE_HEAD_FILE, RunningFeatureNorm, default_lora_config
 from trl_embodied.scoring import naive_action_logprobs
 
 from .conftest import build_gpt2, build_llama
@@ -94,6 +94,7 @@ def test_save_and_load_round_trip(tmp_path, llama, tokenizer, task_batch):
         for name, parameter in model.named_parameters():
             if "lora_B" in name or name.startswith("value_head."):
                 parameter.normal_(std=0.1)
+        model.value_head.feature_norm.update(torch.randn(5, llama.config.hidden_size) * 3 + 1)
         before = model(*task_batch)
     model.save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
@@ -198,3 +199,26 @@ def test_default_model_scores_equal_the_naive_way(task_batch):
         scores.logprobs[0, actions.index("pick up the tomato")]
         > scores.logprobs[0, actions.index("serve nothing")]
     )
+
+
+def test_running_feature_norm_matches_the_statistics_of_everything_seen():
+    norm = RunningFeatureNorm(3)
+    features = torch.randn(40, 3, dtype=torch.float64) * torch.tensor([1.0, 10.0, 0.1]) + 5
+    assert torch.equal(norm(features[:4]), features[:4])  # identity before any update
+    for chunk in features.split([1, 7, 12, 20]):
+        norm.update(chunk)
+    assert norm.count == 40
+    assert torch.allclose(norm.mean, features.mean(0))
+    assert torch.allclose(norm.var, features.var(0, unbiased=False))
+    standardized = norm(features)
+    assert torch.allclose(standardized.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-8)
+    assert torch.allclose(standardized.std(0, unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-3)  # eps
+    norm.update(torch.empty(0, 3))  # an empty batch changes nothing
+    assert norm.count == 40
+
+
+def test_feature_norm_is_not_trained(llama, tokenizer):
+    model = EmbodiedActorCritic(llama, tokenizer)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any("feature_norm" in n for n in trainable)
+    assert {"feature_norm.mean", "feature_norm.var", "feature_norm.count"} <= set(model.value_head.state_dict())

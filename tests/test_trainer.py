@@ -223,6 +223,14 @@ def test_both_critic_backbones_train(tmp_path, tokenizer, critic_backbone):
     assert any(not torch.equal(before[n], after[n]) for n in before if n.startswith("value_head."))
 
 
+def test_value_head_standardizes_with_the_rollouts_states(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, max_steps=4)  # two iterations of 2 envs x 8 steps
+    trainer.train()
+    norm = trainer.model.value_head.feature_norm
+    assert norm.count == 2 * 2 * 8  # every state the rollouts scored, bootstrap states aside
+    assert not torch.equal(norm.mean, torch.zeros_like(norm.mean))
+
+
 def test_gradient_accumulation(tmp_path, tokenizer):
     trainer = make_trainer(
         tmp_path, tokenizer, per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=2

@@ -191,15 +191,60 @@ def default_lora_config():
     )
 
 
+class RunningFeatureNorm(nn.Module):
+    """Standardize features ``[B, D]`` per dimension with running statistics, as CleanRL and SB3 normalize
+    observations.
+
+    An LLM's hidden states at the prompt's last token differ little from state to state next to their
+    shared component and a few massive dimensions (SmolLM2-135M: norm ~45, states ~3-7 apart, single
+    dimensions near 19), so an MLP on the raw features needs many steps before its values depend on the
+    state. Standardized features fit in a few steps. The statistics are buffers: saved with the value
+    head, unchanged by gradients, and updated only by :meth:`update` (the trainer calls it on the rollout's
+    features, gathered from every process so all ranks hold the same statistics). Until the first update
+    the normalization is the identity.
+    """
+
+    def __init__(self, size: int, eps: float = 1e-5, clip: float = 10.0):
+        super().__init__()
+        self.eps, self.clip = eps, clip
+        self.register_buffer("mean", torch.zeros(size, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(size, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, features: torch.Tensor) -> None:
+        """Merge a batch ``[B, D]`` into the running mean and variance (Chan et al.'s parallel update)."""
+        batch = features.detach().to(self.mean.device, torch.float64).reshape(-1, self.mean.numel())
+        batch_count = batch.shape[0]
+        if batch_count == 0:
+            return
+        batch_mean, batch_var = batch.mean(0), batch.var(0, unbiased=False)
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        new_mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta.pow(2) * self.count * batch_count / total
+        self.mean.copy_(new_mean)
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.count == 0:
+            return features
+        mean, std = self.mean.to(features.dtype), (self.var + self.eps).sqrt().to(features.dtype)
+        return ((features - mean) / std).clamp(-self.clip, self.clip)
+
+
 class ValueHead(nn.Module):
     """The critic: an MLP from a hidden state ``[B, hidden_size]`` to a value ``[B]``.
 
-    TWOSOME's sizes: hidden layers of 1024 and 512 with ReLU. The output layer starts at zero, so the
-    first values are 0 and the first value losses do not shake a shared backbone.
+    TWOSOME's sizes: hidden layers of 1024 and 512 with ReLU, here behind a running standardization of the
+    hidden state (:class:`RunningFeatureNorm`). The output layer starts at zero, so the first values are 0
+    and the first value losses do not shake a shared backbone.
     """
 
     def __init__(self, hidden_size: int, layer_sizes: Sequence[int] = (1024, 512)):
         super().__init__()
+        self.feature_norm = RunningFeatureNorm(hidden_size)
         sizes = [hidden_size, *layer_sizes]
         layers: list[nn.Module] = []
         for size_in, size_out in zip(sizes[:-1], sizes[1:], strict=True):
@@ -210,7 +255,8 @@ class ValueHead(nn.Module):
         self.mlp = nn.Sequential(*layers, output)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.mlp(hidden.to(self.mlp[-1].weight.dtype)).squeeze(-1)
+        features = self.feature_norm(hidden.to(self.mlp[-1].weight.dtype))
+        return self.mlp(features).squeeze(-1)
 
 
 @dataclass
@@ -219,6 +265,7 @@ class ActorCriticOutput:
 
     scores: ActionScores  # the policy over each env's valid actions
     values: torch.Tensor  # [B] the critic's state values
+    hidden: torch.Tensor  # [B, hidden_size] the value head's input (the last real prompt token's state)
 
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -286,7 +333,7 @@ class EmbodiedActorCritic(nn.Module):
         else:
             with torch.no_grad(), self.policy.disable_adapter():
                 hidden = self.scorer.prompt_hidden(prompts)
-        return ActorCriticOutput(scores=scores, values=self.value_head(hidden.float()))
+        return ActorCriticOutput(scores=scores, values=self.value_head(hidden.float()), hidden=hidden)
 
     # -- persistence ---------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:

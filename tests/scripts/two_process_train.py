@@ -33,7 +33,10 @@ trainer.train()
 rank = trainer.accelerator.process_index
 unwrapped = trainer.accelerator.unwrap_model(trainer.model)
 torch.save(
-    {n: p.detach().clone() for n, p in unwrapped.named_parameters() if p.requires_grad},
+    {
+        **{n: p.detach().clone() for n, p in unwrapped.named_parameters() if p.requires_grad},
+        **{n: b.clone() for n, b in unwrapped.value_head.named_buffers(prefix="value_head")},
+    },
     out / f"rank{rank}.pt",
 )
 seeds = [slot.env.unwrapped.np_random_seed for slot in trainer.slots]

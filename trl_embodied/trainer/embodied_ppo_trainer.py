@@ -325,6 +325,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             start = time.perf_counter()
             output = self._policy(prompts[t], actions[t])
             scoring_seconds += time.perf_counter() - start
+            # The value head standardizes its input with running statistics of the states the rollouts
+            # visit, the same on every process.
+            critic_features = self.accelerator.gather(output.hidden.float().contiguous())
+            self.accelerator.unwrap_model(self.model).value_head.feature_norm.update(critic_features)
             chosen[t] = torch.multinomial(
                 output.scores.probs.float().cpu(), 1, generator=self.generator
             ).squeeze(-1)

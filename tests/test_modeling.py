@@ -212,7 +212,9 @@ def test_running_feature_norm_matches_the_statistics_of_everything_seen():
     assert torch.allclose(norm.var, features.var(0, unbiased=False))
     standardized = norm(features)
     assert torch.allclose(standardized.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-8)
-    assert torch.allclose(standardized.std(0, unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-3)  # eps
+    assert torch.allclose(
+        standardized.std(0, unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-3
+    )  # eps
     norm.update(torch.empty(0, 3))  # an empty batch changes nothing
     assert norm.count == 40
 
@@ -221,4 +223,6 @@ def test_feature_norm_is_not_trained(llama, tokenizer):
     model = EmbodiedActorCritic(llama, tokenizer)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert not any("feature_norm" in n for n in trainable)
-    assert {"feature_norm.mean", "feature_norm.var", "feature_norm.count"} <= set(model.value_head.state_dict())
+    assert {"feature_norm.mean", "feature_norm.var", "feature_norm.count"} <= set(
+        model.value_head.state_dict()
+    )

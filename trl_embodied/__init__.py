@@ -25,6 +25,7 @@ from trl_embodied.modeling import (
     default_lora_config,
     load_base_model,
 )
+from trl_embodied.plotting import plot_learning_curves
 from trl_embodied.scoring import ActionScorer, ActionScores
 from trl_embodied.trainer import EmbodiedPPOConfig, EmbodiedPPOTrainer
 
@@ -33,6 +34,7 @@ __all__ = [
     "EmbodiedPPOTrainer",
     "EvaluationResult",
     "evaluate_policy",
+    "plot_learning_curves",
     "ActionScorer",
     "ActionScores",
     "ActorCriticOutput",

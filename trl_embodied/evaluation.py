@@ -38,8 +38,16 @@ class EvaluationResult:
         return metrics
 
 
-def action_probabilities(policy, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> torch.Tensor:
-    """``[B, K]`` probabilities from an EmbodiedActorCritic, an ActionScorer or a plain callable."""
+def action_probabilities(
+    policy, prompts: Sequence[str], actions: Sequence[Sequence[str]], infos: Sequence[dict[str, Any]]
+) -> torch.Tensor:
+    """``[B, K]`` probabilities from an EmbodiedActorCritic, an ActionScorer, a symbolic-observation policy
+    (the MLP baseline, K = the action space's size) or a plain callable."""
+    if getattr(policy, "uses_symbolic_observation", False):
+        return policy.symbolic_probabilities(
+            np.stack([info["symbolic_observation"] for info in infos]),
+            np.stack([info["action_mask"] for info in infos]),
+        )
     scorer = getattr(policy, "scorer", policy)
     if isinstance(scorer, ActionScorer):
         return scorer.score(prompts, actions).probs
@@ -82,7 +90,9 @@ def evaluate_policy(
 
     Args:
         policy: an :class:`~trl_embodied.EmbodiedActorCritic`, an :class:`~trl_embodied.ActionScorer` (a
-            zero-shot base model: the SayCan-style baseline) or ``policy(prompts, actions) -> [B, K] probs``.
+            zero-shot base model: the SayCan-style baseline), the MLP baseline
+            (:class:`~trl_embodied.baselines.MLPActorCritic`, which reads ``info["symbolic_observation"]``)
+            or ``policy(prompts, actions) -> [B, K] probs``.
         env: a gymnasium id or a factory; ``batch_size`` copies run in lockstep, scored in one batch.
         greedy: take the most probable action (else sample with ``generator``).
     """
@@ -101,8 +111,9 @@ def evaluate_policy(
     bar = tqdm(total=episodes, desc="evaluating", disable=not progress, leave=False)
     while any(r is not None for r in running):
         active = [i for i, r in enumerate(running) if r is not None]
+        infos = [running[i][2] for i in active]
         probs = action_probabilities(
-            policy, [running[i][1] for i in active], [running[i][2]["valid_actions"] for i in active]
+            policy, [running[i][1] for i in active], [info["valid_actions"] for info in infos], infos
         )
         if greedy:
             choices = probs.argmax(-1)

@@ -473,8 +473,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 finite = [v for v in values if not math.isnan(v)]
                 if finite:
                     logs[key] = sum(finite) / len(finite)
-            logs["env_steps"] = self._env_steps
             self._metrics.clear()
+        logs["env_steps"] = self._env_steps  # the x axis of learning curves, evaluations included
         super().log(logs, start_time)
 
     # -- evaluation ------------------------------------------------------------------------------------

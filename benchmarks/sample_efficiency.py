@@ -1,0 +1,230 @@
+"""Sample efficiency: TWOSOME (EmbodiedPPOTrainer, word normalization, the default model) against PPO
+from scratch with an MLP on symbolic observations, and the untrained model's zero-shot success.
+
+Every ``--eval_every`` env steps each run plays ``--eval_episodes`` greedy episodes on held-out seeds;
+the figure of merit is the env steps until greedy success first reaches 0.9, and the ratio
+PPO-MLP / TWOSOME on each task (PPO-MLP gets ``--mlp_budget_factor`` times TWOSOME's budget, so "not
+reached" means not reached within that many steps).
+
+Runs are long on CPU, so each (task, method, seed) is its own invocation and writes its own file under
+``benchmarks/results/sample_efficiency/``; ``--report`` merges whatever has finished into
+``benchmarks/results/sample_efficiency.json`` and the plots ``sample_efficiency_<task>.png/.svg``.
+
+    python benchmarks/sample_efficiency.py --task tomato_salad --method twosome --seed 0
+    python benchmarks/sample_efficiency.py --task tomato_salad --method mlp --seed 0 1 2
+    python benchmarks/sample_efficiency.py --task tomato_salad --method zero_shot
+    python benchmarks/sample_efficiency.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "sample_efficiency"
+TARGET = 0.9
+TASKS = {
+    "tomato_salad": "trl_embodied/Overcooked-TomatoSalad-v0",
+    "tomato_lettuce_salad": "trl_embodied/Overcooked-TomatoLettuceSalad-v0",
+    "food_preparation": "trl_embodied/Household-FoodPreparation-v0",
+    "entertainment": "trl_embodied/Household-Entertainment-v0",
+}
+EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
+
+
+def steps_to_target(history: list[dict]) -> int | None:
+    """The env steps at the first evaluation whose greedy success reaches ``TARGET``."""
+    evals = sorted(
+        (row["env_steps"], row["eval_success_rate"]) for row in history if "eval_success_rate" in row
+    )
+    return next((steps for steps, success in evals if success >= TARGET), None)
+
+
+def run_twosome(task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int) -> dict:
+    from transformers import TrainerCallback
+
+    from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
+
+    args = EmbodiedPPOConfig(
+        output_dir=tempfile.mkdtemp(),
+        env_id=TASKS[task],
+        total_env_steps=total_env_steps,
+        eval_episodes=eval_episodes,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=seed,
+    )
+
+    class EvaluateEvery(TrainerCallback):
+        """Evaluate on env-step boundaries (the Trainer's eval_steps count optimizer steps)."""
+
+        next_eval = eval_every
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if trainer._env_steps >= self.next_eval:
+                self.next_eval += eval_every
+                control.should_evaluate = True
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            print(
+                f"  {trainer._env_steps} steps: greedy success {metrics['eval_success_rate']:.2f}", flush=True
+            )
+
+    trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[EvaluateEvery()])
+    start = time.perf_counter()
+    before = trainer.evaluate()  # train() starts a fresh log history: keep this row apart
+    trainer.train()
+    if not any(
+        r.get("env_steps") == trainer._env_steps and "eval_success_rate" in r
+        for r in trainer.state.log_history
+    ):
+        trainer.evaluate()
+    history = [{"env_steps": 0, **before}] + [dict(row) for row in trainer.state.log_history]
+    iterations = [row for row in history if "time/scoring_seconds" in row]
+    time_split = {
+        key: float(
+            np.mean([row[f"time/{key}_seconds"] for row in iterations if f"time/{key}_seconds" in row])
+        )
+        for key in ("scoring", "env", "update")
+    }
+    return {
+        "history": history,
+        "wall_seconds": time.perf_counter() - start,
+        "seconds_per_iteration": time_split,
+    }
+
+
+def run_mlp(task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int) -> dict:
+    from trl_embodied.baselines import MLPPPOConfig, train_mlp_ppo
+
+    config = MLPPPOConfig(
+        env_id=TASKS[task],
+        total_env_steps=total_env_steps,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        seed=seed,
+    )
+    start = time.perf_counter()
+    _, history = train_mlp_ppo(config, progress=False)
+    return {"history": history, "wall_seconds": time.perf_counter() - start}
+
+
+def run_zero_shot(task: str, eval_episodes: int) -> dict:
+    from trl_embodied import ActionScorer, evaluate_policy, load_base_model
+
+    model, tokenizer = load_base_model()
+    result = evaluate_policy(
+        ActionScorer(model, tokenizer, "word"), TASKS[task], eval_episodes, seed=EVAL_SEED
+    )
+    return {"history": [{"env_steps": 0, **result.metrics("eval_")}], "episodes": result.episodes}
+
+
+def report() -> dict:
+    from trl_embodied.plotting import plot_learning_curves
+
+    summary = {"target_success": TARGET, "machine": f"{platform.machine()}, CPU only", "tasks": {}}
+    for task_dir in sorted(p for p in RUNS.iterdir() if p.is_dir()):
+        task = task_dir.name
+        runs: dict[str, list[dict]] = {}
+        for path in sorted(task_dir.glob("*.json")):
+            record = json.loads(path.read_text())
+            runs.setdefault(record["method"], []).append(record)
+        row: dict = {}
+        for method, records in runs.items():
+            reached = [steps_to_target(r["history"]) for r in records]
+            row[method] = {
+                "seeds": [r["seed"] for r in records],
+                "budget_env_steps": [r["total_env_steps"] for r in records],
+                "steps_to_target": reached,
+                "final_greedy_success": [
+                    [h for h in r["history"] if "eval_success_rate" in h][-1]["eval_success_rate"]
+                    for r in records
+                ],
+                "wall_seconds": [r.get("wall_seconds") for r in records],
+            }
+            if method == "twosome":
+                row[method]["seconds_per_iteration"] = [r["seconds_per_iteration"] for r in records]
+        if "twosome" in row and "mlp" in row:
+            ratios = []
+            for seed, twosome_steps in zip(
+                row["twosome"]["seeds"], row["twosome"]["steps_to_target"], strict=True
+            ):
+                if seed in row["mlp"]["seeds"]:
+                    mlp_steps = row["mlp"]["steps_to_target"][row["mlp"]["seeds"].index(seed)]
+                    if twosome_steps and mlp_steps:
+                        ratios.append(mlp_steps / twosome_steps)
+            row["ratio_mlp_to_twosome_steps"] = ratios
+        summary["tasks"][task] = row
+        curves = {
+            {"twosome": "TWOSOME (LLM, word norm.)", "mlp": "PPO-MLP from scratch"}[m]: [
+                r["history"] for r in records
+            ]
+            for m, records in runs.items()
+            if m in ("twosome", "mlp")
+        }
+        if curves:
+            plot_learning_curves(curves, RESULTS / f"sample_efficiency_{task}", title=task.replace("_", " "))
+        for method, figures in row.items():
+            if isinstance(figures, dict):
+                print(
+                    f"{task} {method}: steps to {TARGET} greedy success {figures['steps_to_target']} "
+                    f"(budgets {figures['budget_env_steps']}), final {figures['final_greedy_success']}"
+                )
+    (RESULTS / "sample_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {RESULTS / 'sample_efficiency.json'}")
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="tomato_salad")
+    parser.add_argument("--method", choices=["twosome", "mlp", "zero_shot"], default="twosome")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0])
+    parser.add_argument("--total_env_steps", type=int, default=10_000, help="TWOSOME's budget.")
+    parser.add_argument("--mlp_budget_factor", type=int, default=10)
+    parser.add_argument("--eval_every", type=int, default=1024)
+    parser.add_argument("--eval_episodes", type=int, default=10)
+    parser.add_argument("--report", action="store_true", help="Only merge finished runs and plot.")
+    args = parser.parse_args()
+    if args.report:
+        report()
+        return
+    (RUNS / args.task).mkdir(parents=True, exist_ok=True)
+    for seed in args.seed if args.method != "zero_shot" else [0]:
+        if args.method == "twosome":
+            budget = args.total_env_steps
+            record = run_twosome(args.task, seed, budget, args.eval_every, args.eval_episodes)
+        elif args.method == "mlp":
+            budget = args.total_env_steps * args.mlp_budget_factor
+            record = run_mlp(args.task, seed, budget, args.eval_every, args.eval_episodes)
+        else:
+            budget = 0
+            record = run_zero_shot(args.task, args.eval_episodes)
+        record.update(
+            method=args.method,
+            task=args.task,
+            seed=seed,
+            total_env_steps=budget,
+            eval_episodes=args.eval_episodes,
+            steps_to_target=steps_to_target(record["history"]),
+        )
+        path = RUNS / args.task / f"{args.method}_seed{seed}.json"
+        path.write_text(json.dumps(record, indent=1) + "\n")  # written whole, only once the run has finished
+        print(
+            f"{args.task} {args.method} seed {seed}: steps to {TARGET} greedy success "
+            f"{record['steps_to_target']} of {budget}; wrote {path}"
+        )
+
+
+if __name__ == "__main__":
+    main()

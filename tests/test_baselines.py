@@ -1,0 +1,91 @@
+"""The PPO-MLP baseline, evaluation of every kind of policy, and learning-curve plots."""
+
+import numpy as np
+import pytest
+import torch
+
+from trl_embodied import evaluate_policy, make_env
+from trl_embodied.baselines import MLPActorCritic, MLPPPOConfig, train_mlp_ppo
+from trl_embodied.plotting import curve, plot_learning_curves
+
+from .toy_envs import TwoChoiceEnv
+
+TOMATO_SALAD = "trl_embodied/Overcooked-TomatoSalad-v0"
+# What both the trainer and the baseline log per iteration, so their curves overlay.
+SHARED_KEYS = {
+    "env_steps",
+    "loss/policy",
+    "loss/value",
+    "policy/entropy",
+    "policy/approx_kl",
+    "policy/clip_fraction",
+    "value/explained_variance",
+    "env_steps_per_second",
+}
+
+
+def test_mlp_ppo_learns_tomato_salad():
+    model, history = train_mlp_ppo(MLPPPOConfig(total_env_steps=6144, eval_every=1024), progress=False)
+    evaluations = [row for row in history if "eval_success_rate" in row]
+    assert evaluations[0]["env_steps"] == 0 and evaluations[0]["eval_success_rate"] == 0.0
+    assert evaluations[-1]["env_steps"] == 6144 and evaluations[-1]["eval_success_rate"] >= 0.9
+    iterations = [row for row in history if "loss/policy" in row]
+    assert len(iterations) == 6144 // 128 and all(SHARED_KEYS <= set(row) for row in iterations)
+    assert any("episode/success_rate" in row for row in iterations)
+    # The trained model is an ordinary policy for evaluate_policy.
+    result = evaluate_policy(model, TOMATO_SALAD, episodes=4, seed=123, progress=False)
+    assert result.success_rate >= 0.75 and 0 < result.optimal_return_ratio <= 1.0 + 1e-9
+
+
+def test_mlp_policy_never_offers_an_invalid_action():
+    env = make_env("trl_embodied/Household-FoodPreparation-v0")
+    _, info = env.reset(seed=0)
+    model = MLPActorCritic(info["symbolic_observation"].shape[0], env.action_space.n)
+    mask = info["action_mask"].copy()
+    mask[1::2] = 0  # pretend half of the actions are invalid
+    probs = model.symbolic_probabilities(info["symbolic_observation"][None], mask[None])[0]
+    assert torch.all(probs[torch.as_tensor(mask) == 0] == 0)
+    assert torch.isclose(probs.sum(), torch.tensor(1.0))
+
+
+def test_mlp_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="num_envs"):
+        MLPPPOConfig(num_envs=0)
+    with pytest.raises(ValueError, match="num_minibatches"):
+        MLPPPOConfig(num_envs=3, rollout_steps=5, num_minibatches=4)
+
+
+def test_evaluate_policy_takes_a_plain_callable():
+    def always_second(prompts, actions):
+        probs = torch.zeros(len(prompts), max(map(len, actions)))
+        probs[:, 1] = 1.0
+        return probs
+
+    result = evaluate_policy(always_second, TwoChoiceEnv, episodes=3, progress=False)
+    assert result.success_rate == 0.0 and result.mean_length == 1.0 and len(result.episodes) == 3
+
+
+def test_learning_curves_are_written_as_png_and_svg(tmp_path):
+    seeds = [
+        [
+            {"env_steps": 0, "eval_success_rate": 0.0},
+            {"env_steps": 100, "eval_success_rate": 0.5, "episode/return": 1.0},
+        ],
+        [
+            {"env_steps": 0, "eval_success_rate": 0.0},
+            {"env_steps": 100, "eval_success_rate": 1.0, "episode/return": 2.0},
+        ],
+    ]
+    figure = plot_learning_curves({"twosome": seeds, "mlp": seeds[:1]}, tmp_path / "curves.png", title="t")
+    assert (tmp_path / "curves.png").stat().st_size > 1000 and (tmp_path / "curves.svg").stat().st_size > 1000
+    success_axis = figure.axes[0]
+    mean_line = success_axis.get_lines()[0]
+    assert np.allclose(mean_line.get_ydata(), [0.0, 0.75])  # the mean of the two seeds
+    assert "2 seeds" in success_axis.get_legend().get_texts()[0].get_text()
+
+
+def test_curve_reads_only_rows_with_both_keys():
+    xs, ys = curve(
+        [{"env_steps": 5, "a": 1.0}, {"env_steps": 1}, {"a": 3.0}, {"env_steps": 2, "a": 0.0}], "a"
+    )
+    assert xs.tolist() == [2, 5] and ys.tolist() == [0.0, 1.0]

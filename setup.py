@@ -45,6 +45,8 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "ruff"],
+        # Language retention through EleutherAI's lm-evaluation-harness (trl_embodied.language).
+        "eval": ["lm-eval>=0.4"],
         # Third-party text environments (TextWorld adapter).
         "textenvs": ["textworld"],
     },

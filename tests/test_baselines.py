@@ -89,3 +89,25 @@ def test_curve_reads_only_rows_with_both_keys():
         [{"env_steps": 5, "a": 1.0}, {"env_steps": 1}, {"a": 3.0}, {"env_steps": 2, "a": 0.0}], "a"
     )
     assert xs.tolist() == [2, 5] and ys.tolist() == [0.0, 1.0]
+
+
+def test_zero_shot_comparison_disables_the_adapter(tokenizer):
+    from trl_embodied import EmbodiedActorCritic
+    from trl_embodied.evaluation import compare_zero_shot, format_comparison
+
+    from .conftest import build_llama
+
+    model = EmbodiedActorCritic(build_llama(len(tokenizer), seed=1), tokenizer)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=2.0, generator=torch.Generator().manual_seed(0))
+    (row,) = compare_zero_shot(model, [TOMATO_SALAD], episodes=2, progress=False)
+    from trl_embodied import ActionScorer
+
+    plain = ActionScorer(build_llama(len(tokenizer), seed=1), tokenizer)
+    base = evaluate_policy(plain, TOMATO_SALAD, episodes=2, progress=False)
+    assert row["zero_shot"].episodes == base.episodes
+    adapted = evaluate_policy(model, TOMATO_SALAD, episodes=2, progress=False)
+    assert row["trained"].episodes == adapted.episodes
+    assert "| Overcooked-TomatoSalad-v0 |" in format_comparison([row])

@@ -1,5 +1,6 @@
 """The recipes: TrlParser over (script, EmbodiedPPOConfig, ModelConfig), YAML configs, and a real launch."""
 
+import json
 import os
 import subprocess
 import sys
@@ -74,3 +75,29 @@ def test_recipe_trains_through_accelerate_launch(recipe, tmp_path, tokenizer):
     assert "greedy success rate" in result.stdout and "before training" in result.stdout
     saved = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"adapter_model.safetensors", "value_head.safetensors", "README.md"} <= saved
+
+
+def test_evaluate_recipe_compares_zero_shot_and_trained(tmp_path, tokenizer):
+    from trl_embodied import EmbodiedActorCritic, load_base_model
+
+    model_dir = tmp_path / "tiny"
+    build_llama(len(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    base, _ = load_base_model(str(model_dir))
+    model = EmbodiedActorCritic(base, tokenizer, value_head_sizes=(16,))
+    model.save_pretrained(tmp_path / "adapter")
+    command = [
+        sys.executable, str(ROOT / "recipes" / "evaluate.py"), "--adapter_path", str(tmp_path / "adapter"),
+        "--tasks", "Household-HeatCheese-v0", "Household-WashPlate-v0", "--episodes", "2",
+        "--output", str(tmp_path / "table.json"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| Household-HeatCheese-v0 |" in result.stdout and "| Household-WashPlate-v0 |" in result.stdout
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert [row["env"] for row in table] == ["Household-HeatCheese-v0", "Household-WashPlate-v0"]
+    for row in table:
+        # A fresh adapter (LoRA B = 0) is the base model itself: zero-shot and trained play alike.
+        assert row["zero_shot"] == row["trained"]
+        assert 0.0 <= row["trained"]["success_rate"] <= 1.0

@@ -155,3 +155,46 @@ def evaluate_policy(
         optimal_return_ratio=ratio,
         episodes=records,
     )
+
+
+def compare_zero_shot(
+    model,
+    envs: Sequence[str],
+    episodes: int = 10,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Each env played by the same model without its adapter (zero-shot, SayCan-style) and with it.
+
+    Args:
+        model: an :class:`~trl_embodied.EmbodiedActorCritic` (its adapter is disabled for the zero-shot run,
+            so no second copy of the base model is loaded).
+        envs: gymnasium ids (e.g. the unseen household tasks).
+
+    Returns:
+        One row per env: ``{"env", "zero_shot": EvaluationResult, "trained": EvaluationResult}``.
+    """
+    rows = []
+    for env_id in envs:
+        with model.policy.disable_adapter():
+            zero_shot = evaluate_policy(model.scorer, env_id, episodes, seed=seed, progress=progress)
+        trained = evaluate_policy(model.scorer, env_id, episodes, seed=seed, progress=progress)
+        rows.append({"env": env_id, "zero_shot": zero_shot, "trained": trained})
+    return rows
+
+
+def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of :func:`compare_zero_shot`'s rows: success and return, zero-shot vs trained."""
+    lines = [
+        "| task | zero-shot success | trained success | zero-shot return | trained return |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        name = row["env"].split("/")[-1]
+        zero, trained = row["zero_shot"], row["trained"]
+        lines.append(
+            f"| {name} | {zero.success_rate:.2f} | {trained.success_rate:.2f} | "
+            f"{zero.mean_return:.3f} | {trained.mean_return:.3f} |"
+        )
+    return "\n".join(lines)

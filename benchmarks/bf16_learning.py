@@ -15,53 +15,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import time
 from pathlib import Path
 
+from common import TARGET, train_twosome
+
 RESULTS = Path(__file__).parent / "results"
-TARGET = 0.9
 
 
 def train(bf16: bool, total_env_steps: int, eval_every: int, eval_episodes: int, seed: int) -> dict:
-    from transformers import TrainerCallback
-
-    from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
-
-    per_iteration = 4 * 32
-    args = EmbodiedPPOConfig(
-        output_dir=tempfile.mkdtemp(),
-        env_id="trl_embodied/Overcooked-TomatoSalad-v0",
+    _, record = train_twosome(
+        "trl_embodied/Overcooked-TomatoSalad-v0",
         total_env_steps=total_env_steps,
-        eval_strategy="steps",
-        eval_steps=eval_every // per_iteration * 4,  # optimizer steps: 4 per iteration
+        eval_every=eval_every,
         eval_episodes=eval_episodes,
-        logging_steps=4,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        bf16=bf16,
-        use_cpu=True,
         seed=seed,
+        bf16=bf16,
     )
-    curve: list[tuple[int, float]] = []
-
-    class Curve(TrainerCallback):
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            curve.append((trainer._env_steps, metrics["eval_success_rate"]))
-
-    trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[Curve()])
-    start = time.perf_counter()
-    curve.append((0, trainer.evaluate()["eval_success_rate"]))
-    trainer.train()
-    if curve[-1][0] != trainer._env_steps:
-        trainer.evaluate()
-    reached = next((steps for steps, success in curve if success >= TARGET), None)
+    curve = [
+        (row["env_steps"], row["eval_success_rate"])
+        for row in record["history"]
+        if "eval_success_rate" in row
+    ]
     return {
         "curve": curve,
-        "steps_to_target": reached,
+        "steps_to_target": record["steps_to_target"],
         "final_success_rate": curve[-1][1],
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": record["wall_seconds"],
     }
 
 

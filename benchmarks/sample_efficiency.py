@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from common import TARGET, steps_to_target, train_twosome
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "sample_efficiency"
-TARGET = 0.9
 TASKS = {
     "tomato_salad": "trl_embodied/Overcooked-TomatoSalad-v0",
     "tomato_lettuce_salad": "trl_embodied/Overcooked-TomatoLettuceSalad-v0",
@@ -39,69 +37,15 @@ TASKS = {
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 
 
-def steps_to_target(history: list[dict]) -> int | None:
-    """The env steps at the first evaluation whose greedy success reaches ``TARGET``."""
-    evals = sorted(
-        (row["env_steps"], row["eval_success_rate"]) for row in history if "eval_success_rate" in row
-    )
-    return next((steps for steps, success in evals if success >= TARGET), None)
-
-
 def run_twosome(task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int) -> dict:
-    from transformers import TrainerCallback
-
-    from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
-
-    args = EmbodiedPPOConfig(
-        output_dir=tempfile.mkdtemp(),
-        env_id=TASKS[task],
+    _, record = train_twosome(
+        TASKS[task],
         total_env_steps=total_env_steps,
+        eval_every=eval_every,
         eval_episodes=eval_episodes,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
         seed=seed,
     )
-
-    class EvaluateEvery(TrainerCallback):
-        """Evaluate on env-step boundaries (the Trainer's eval_steps count optimizer steps)."""
-
-        next_eval = eval_every
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if trainer._env_steps >= self.next_eval:
-                self.next_eval += eval_every
-                control.should_evaluate = True
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            print(
-                f"  {trainer._env_steps} steps: greedy success {metrics['eval_success_rate']:.2f}", flush=True
-            )
-
-    trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[EvaluateEvery()])
-    start = time.perf_counter()
-    before = trainer.evaluate()  # train() starts a fresh log history: keep this row apart
-    trainer.train()
-    if not any(
-        r.get("env_steps") == trainer._env_steps and "eval_success_rate" in r
-        for r in trainer.state.log_history
-    ):
-        trainer.evaluate()
-    history = [{"env_steps": 0, **before}] + [dict(row) for row in trainer.state.log_history]
-    iterations = [row for row in history if "time/scoring_seconds" in row]
-    time_split = {
-        key: float(
-            np.mean([row[f"time/{key}_seconds"] for row in iterations if f"time/{key}_seconds" in row])
-        )
-        for key in ("scoring", "env", "update")
-    }
-    return {
-        "history": history,
-        "wall_seconds": time.perf_counter() - start,
-        "seconds_per_iteration": time_split,
-    }
+    return record
 
 
 def run_mlp(task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int) -> dict:

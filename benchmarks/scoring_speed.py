@@ -27,9 +27,10 @@ import platform
 import resource
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
+
+from common import isolated
 
 RESULTS = Path(__file__).parent / "results" / "scoring_speed.json"
 SHAPES = {
@@ -116,23 +117,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    context = multiprocessing.get_context("spawn")
-
-    def isolated(*job) -> dict:
-        # A fresh process per measurement: its peak memory is its own, and a worker killed for memory
-        # raises BrokenProcessPool here instead of hanging.
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            return pool.submit(measure, *job).result()
-
-    isolated("tomato_salad_4x5", "prefix_shared", False, 1)  # converts and caches the default model once
+    isolated(
+        measure, "tomato_salad_4x5", "prefix_shared", False, 1
+    )  # converts and caches the default model once
     results = {"shapes": {}, "repeats": args.repeats, "dtype": "float32"}
     for shape in SHAPES:
         row = {}
         for backward in (False, True):
             mode = "forward_backward" if backward else "forward"
-            naive = isolated(shape, "naive", backward, args.repeats)
-            shared = isolated(shape, "prefix_shared", backward, args.repeats)
-            bf16 = isolated(shape, "prefix_shared_bf16", backward, args.repeats)
+            naive = isolated(measure, shape, "naive", backward, args.repeats)
+            shared = isolated(measure, shape, "prefix_shared", backward, args.repeats)
+            bf16 = isolated(measure, shape, "prefix_shared_bf16", backward, args.repeats)
             difference = max(differences(naive["logprobs"], shared["logprobs"]))
             bf16_error = differences(shared["logprobs"], bf16["logprobs"])
             row[mode] = {

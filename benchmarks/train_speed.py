@@ -30,8 +30,9 @@ import platform
 import resource
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from common import isolated
 
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
 SHAPES = {
@@ -201,12 +202,6 @@ def measure_plain(shape: str) -> dict:
 
 
 def main() -> None:
-    context = multiprocessing.get_context("spawn")
-
-    def isolated(function, *job) -> dict:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            return pool.submit(function, *job).result()
-
     results = {"shapes": {}, "minibatch_transitions": MINIBATCH}
     for shape, spec in SHAPES.items():
         row = {"shape": spec}

@@ -1,0 +1,104 @@
+"""What several benchmarks share: an isolated worker process, and a TWOSOME training run with greedy
+evaluations on env-step boundaries. Benchmarks run as scripts, so this folder is on ``sys.path``."""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+TARGET = 0.9  # the greedy success rate that counts as "solved"
+
+
+def isolated(function, *job) -> Any:
+    """``function(*job)`` in a fresh spawned process: its peak memory is its own, and a worker killed for
+    memory raises BrokenProcessPool here instead of hanging."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *job).result()
+
+
+def steps_to_target(history: list[dict], target: float = TARGET) -> int | None:
+    """The env steps at the first evaluation whose greedy success reaches ``target``."""
+    evals = sorted(
+        (row["env_steps"], row["eval_success_rate"]) for row in history if "eval_success_rate" in row
+    )
+    return next((steps for steps, success in evals if success >= target), None)
+
+
+def train_twosome(
+    env_id: str,
+    *,
+    total_env_steps: int,
+    eval_every: int,
+    eval_episodes: int,
+    seed: int,
+    **overrides: Any,
+):
+    """Train EmbodiedPPOTrainer on the default model (CPU), evaluating greedily before training and every
+    ``eval_every`` env steps. ``overrides`` are EmbodiedPPOConfig fields (``normalization``, ``bf16``...).
+
+    Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
+    the wall time and the mean seconds per PPO iteration spent scoring, in the env and updating.
+    """
+    from transformers import TrainerCallback
+
+    from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
+
+    args = EmbodiedPPOConfig(
+        output_dir=tempfile.mkdtemp(),
+        env_id=env_id,
+        total_env_steps=total_env_steps,
+        eval_episodes=eval_episodes,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=seed,
+        **overrides,
+    )
+
+    class EvaluateEvery(TrainerCallback):
+        """Evaluate on env-step boundaries (the Trainer's eval_steps count optimizer steps)."""
+
+        next_eval = eval_every
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if trainer._env_steps >= self.next_eval:
+                self.next_eval += eval_every
+                control.should_evaluate = True
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            print(
+                f"  {trainer._env_steps} steps: greedy success {metrics['eval_success_rate']:.2f}", flush=True
+            )
+
+    trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[EvaluateEvery()])
+    start = time.perf_counter()
+    before = trainer.evaluate()  # train() starts a fresh log history: keep this row apart
+    trainer.train()
+    evaluated = (
+        r.get("env_steps") == trainer._env_steps and "eval_success_rate" in r
+        for r in trainer.state.log_history
+    )
+    if not any(evaluated):
+        trainer.evaluate()
+    history = [{"env_steps": 0, **before}] + [dict(row) for row in trainer.state.log_history]
+    iterations = [row for row in history if "time/scoring_seconds" in row]
+    seconds_per_iteration = {
+        key: float(
+            np.mean([row[f"time/{key}_seconds"] for row in iterations if f"time/{key}_seconds" in row])
+        )
+        for key in ("scoring", "env", "update")
+    }
+    record = {
+        "history": history,
+        "wall_seconds": time.perf_counter() - start,
+        "seconds_per_iteration": seconds_per_iteration,
+        "steps_to_target": steps_to_target(history),
+    }
+    return trainer, record

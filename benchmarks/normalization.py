@@ -1,0 +1,85 @@
+"""Normalization of action scores: none / token / word on Tomato Salad, same seed and budget.
+
+TWOSOME's finding: word normalization >= token > none (without normalization long actions are starved;
+token normalization over-corrects where one word spans several tokens). This measures what our
+trainer does on the default model. Each normalization is its own invocation (each is a long run on CPU);
+``--report`` merges the finished ones into ``benchmarks/results/normalization.json`` and
+``normalization.png/.svg``.
+
+    python benchmarks/normalization.py --normalization none
+    python benchmarks/normalization.py --normalization token
+    python benchmarks/normalization.py --normalization word
+    python benchmarks/normalization.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common import TARGET, train_twosome
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "normalization"
+ENV_ID = "trl_embodied/Overcooked-TomatoSalad-v0"
+
+
+def report() -> None:
+    from trl_embodied.plotting import plot_learning_curves
+
+    records = [json.loads(path.read_text()) for path in sorted(RUNS.glob("*.json"))]
+    summary = {
+        "env_id": ENV_ID,
+        "target_success": TARGET,
+        "runs": {
+            f"{r['normalization']}_seed{r['seed']}": {
+                "steps_to_target": r["steps_to_target"],
+                "budget_env_steps": r["total_env_steps"],
+                "final_greedy_success": [h for h in r["history"] if "eval_success_rate" in h][-1][
+                    "eval_success_rate"
+                ],
+            }
+            for r in records
+        },
+    }
+    (RESULTS / "normalization.json").write_text(json.dumps(summary, indent=2) + "\n")
+    curves: dict[str, list] = {}
+    for r in records:
+        curves.setdefault(r["normalization"], []).append(r["history"])
+    plot_learning_curves(curves, RESULTS / "normalization", title="Tomato Salad: action-score normalization")
+    for name, row in summary["runs"].items():
+        print(
+            f"{name}: steps to {TARGET} {row['steps_to_target']} of {row['budget_env_steps']}, final {row['final_greedy_success']:.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--normalization", choices=["none", "token", "word"], default="word")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--total_env_steps", type=int, default=10_240)
+    parser.add_argument("--eval_every", type=int, default=1024)
+    parser.add_argument("--eval_episodes", type=int, default=10)
+    parser.add_argument("--report", action="store_true", help="Only merge finished runs and plot.")
+    args = parser.parse_args()
+    if args.report:
+        report()
+        return
+    _, record = train_twosome(
+        ENV_ID,
+        total_env_steps=args.total_env_steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        seed=args.seed,
+        normalization=args.normalization,
+    )
+    record.update(normalization=args.normalization, seed=args.seed, total_env_steps=args.total_env_steps)
+    RUNS.mkdir(parents=True, exist_ok=True)
+    path = RUNS / f"{args.normalization}_seed{args.seed}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")  # written whole, once the run has finished
+    print(f"{args.normalization}: steps to {TARGET} greedy success {record['steps_to_target']}; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

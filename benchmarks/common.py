@@ -3,6 +3,7 @@ evaluations on env-step boundaries. Benchmarks run as scripts, so this folder is
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import tempfile
 import time
@@ -19,6 +20,15 @@ def isolated(function, *job) -> Any:
     memory raises BrokenProcessPool here instead of hanging."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(function, *job).result()
+
+
+def add_learning_arguments(parser: argparse.ArgumentParser, total_env_steps: int) -> None:
+    """The command line every learning benchmark shares: seeds, budget, evaluation, and --report."""
+    parser.add_argument("--seed", type=int, nargs="+", default=[0])
+    parser.add_argument("--total_env_steps", type=int, default=total_env_steps, help="TWOSOME's budget.")
+    parser.add_argument("--eval_every", type=int, default=1024, help="Env steps between greedy evaluations.")
+    parser.add_argument("--eval_episodes", type=int, default=10)
+    parser.add_argument("--report", action="store_true", help="Only merge finished runs and plot.")
 
 
 def steps_to_target(history: list[dict], target: float = TARGET) -> int | None:

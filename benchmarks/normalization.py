@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, train_twosome
+from common import TARGET, add_learning_arguments, train_twosome
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "normalization"
@@ -57,28 +57,27 @@ def report() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--normalization", choices=["none", "token", "word"], default="word")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--total_env_steps", type=int, default=10_240)
-    parser.add_argument("--eval_every", type=int, default=1024)
-    parser.add_argument("--eval_episodes", type=int, default=10)
-    parser.add_argument("--report", action="store_true", help="Only merge finished runs and plot.")
+    add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
     if args.report:
         report()
         return
-    _, record = train_twosome(
-        ENV_ID,
-        total_env_steps=args.total_env_steps,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        seed=args.seed,
-        normalization=args.normalization,
-    )
-    record.update(normalization=args.normalization, seed=args.seed, total_env_steps=args.total_env_steps)
     RUNS.mkdir(parents=True, exist_ok=True)
-    path = RUNS / f"{args.normalization}_seed{args.seed}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")  # written whole, once the run has finished
-    print(f"{args.normalization}: steps to {TARGET} greedy success {record['steps_to_target']}; wrote {path}")
+    for seed in args.seed:
+        _, record = train_twosome(
+            ENV_ID,
+            total_env_steps=args.total_env_steps,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            seed=seed,
+            normalization=args.normalization,
+        )
+        record.update(normalization=args.normalization, seed=seed, total_env_steps=args.total_env_steps)
+        path = RUNS / f"{args.normalization}_seed{seed}.json"
+        path.write_text(json.dumps(record, indent=1) + "\n")  # written whole, once the run has finished
+        print(
+            f"{args.normalization} seed {seed}: steps to {TARGET} greedy success {record['steps_to_target']}; wrote {path}"
+        )
 
 
 if __name__ == "__main__":

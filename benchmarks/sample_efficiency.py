@@ -24,7 +24,7 @@ import platform
 import time
 from pathlib import Path
 
-from common import TARGET, steps_to_target, train_twosome
+from common import TARGET, add_learning_arguments, steps_to_target, train_twosome
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "sample_efficiency"
@@ -71,6 +71,31 @@ def run_zero_shot(task: str, eval_episodes: int) -> dict:
         ActionScorer(model, tokenizer, "word"), TASKS[task], eval_episodes, seed=EVAL_SEED
     )
     return {"history": [{"env_steps": 0, **result.metrics("eval_")}], "episodes": result.episodes}
+
+
+def markdown_table(summary: dict) -> str:
+    """The README's table: per task and method, env steps to the target per seed, and the ratio."""
+    names = {
+        "twosome": "TWOSOME (default model, word norm.)",
+        "mlp": "PPO-MLP from scratch",
+        "zero_shot": "zero-shot",
+    }
+    lines = [
+        f"| task | method | budget (env steps) | steps to {TARGET} greedy success, per seed | final greedy success |",
+        "|---|---|---|---|---|",
+    ]
+    for task, row in summary["tasks"].items():
+        for method, figures in row.items():
+            if not isinstance(figures, dict):
+                continue
+            reached = ", ".join("not reached" if s is None else str(s) for s in figures["steps_to_target"])
+            final = ", ".join(f"{s:.1f}" for s in figures["final_greedy_success"])
+            budget = ", ".join(sorted({str(b) for b in figures["budget_env_steps"]}))
+            lines.append(f"| {task.replace('_', ' ')} | {names[method]} | {budget} | {reached} | {final} |")
+        if row.get("ratio_mlp_to_twosome_steps"):
+            ratios = ", ".join(f"{r:.1f}x" for r in row["ratio_mlp_to_twosome_steps"])
+            lines.append(f"| {task.replace('_', ' ')} | ratio PPO-MLP / TWOSOME steps | | {ratios} | |")
+    return "\n".join(lines)
 
 
 def report() -> dict:
@@ -124,6 +149,7 @@ def report() -> dict:
                     f"{task} {method}: steps to {TARGET} greedy success {figures['steps_to_target']} "
                     f"(budgets {figures['budget_env_steps']}), final {figures['final_greedy_success']}"
                 )
+    print(markdown_table(summary))
     (RESULTS / "sample_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {RESULTS / 'sample_efficiency.json'}")
     return summary
@@ -133,12 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="tomato_salad")
     parser.add_argument("--method", choices=["twosome", "mlp", "zero_shot"], default="twosome")
-    parser.add_argument("--seed", type=int, nargs="+", default=[0])
-    parser.add_argument("--total_env_steps", type=int, default=10_000, help="TWOSOME's budget.")
     parser.add_argument("--mlp_budget_factor", type=int, default=10)
-    parser.add_argument("--eval_every", type=int, default=1024)
-    parser.add_argument("--eval_episodes", type=int, default=10)
-    parser.add_argument("--report", action="store_true", help="Only merge finished runs and plot.")
+    add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
     if args.report:
         report()

@@ -6,6 +6,7 @@ import torch
 
 from trl_embodied import evaluate_policy, make_env
 from trl_embodied.baselines import MLPActorCritic, MLPPPOConfig, train_mlp_ppo
+from trl_embodied.evaluation import PLANNER, play_episodes
 from trl_embodied.plotting import curve, plot_learning_curves
 
 from .toy_envs import TwoChoiceEnv
@@ -63,6 +64,24 @@ def test_evaluate_policy_takes_a_plain_callable():
 
     result = evaluate_policy(always_second, TwoChoiceEnv, episodes=3, progress=False)
     assert result.success_rate == 0.0 and result.mean_length == 1.0 and len(result.episodes) == 3
+
+
+def test_the_planner_policy_is_optimal_and_steps_are_recorded():
+    result = evaluate_policy(PLANNER, "trl_embodied/Overcooked-TomatoSalad-v0", episodes=2, progress=False)
+    assert result.success_rate == 1.0 and result.optimal_return_ratio == pytest.approx(1.0)
+
+    records, _ = play_episodes(
+        PLANNER, "trl_embodied/Overcooked-TomatoSalad-v0", 1, record_steps=True, progress=False
+    )
+    steps = records[0]["steps"]
+    assert len(steps) == records[0]["length"] == result.mean_length
+    assert sum(step["reward"] for step in steps) == pytest.approx(records[0]["return"])
+    for step in steps:
+        assert step["action_probs"][step["action"]] == 1.0 and len(step["action_probs"]) == len(
+            step["valid_actions"]
+        )
+    with pytest.raises(ValueError, match="planner"):
+        evaluate_policy("expert", "trl_embodied/Overcooked-TomatoSalad-v0", episodes=1, progress=False)
 
 
 def test_learning_curves_are_written_as_png_and_svg(tmp_path):

@@ -38,11 +38,29 @@ class EvaluationResult:
         return metrics
 
 
+#: ``policy="planner"``: the env's own optimal planner (``TextEnv.plan``), the scripted expert.
+PLANNER = "planner"
+
+
 def action_probabilities(
-    policy, prompts: Sequence[str], actions: Sequence[Sequence[str]], infos: Sequence[dict[str, Any]]
+    policy,
+    prompts: Sequence[str],
+    actions: Sequence[Sequence[str]],
+    infos: Sequence[dict[str, Any]],
+    envs: Sequence[gymnasium.Env] = (),
 ) -> torch.Tensor:
     """``[B, K]`` probabilities from an EmbodiedActorCritic, an ActionScorer, a symbolic-observation policy
-    (the MLP baseline, K = the action space's size) or a plain callable."""
+    (the MLP baseline, K = the action space's size), the planner (one-hot on its next action; needs
+    ``envs``) or a plain callable."""
+    if isinstance(policy, str):
+        if policy != PLANNER:
+            raise ValueError(f"policy={policy!r}; the only policy named by a string is {PLANNER!r}.")
+        probs = torch.zeros(len(prompts), max(len(a) for a in actions))
+        for i, env in enumerate(envs):
+            if not hasattr(env.unwrapped, "plan"):
+                raise TypeError(f"{type(env.unwrapped).__name__} has no planner (TextEnv.plan).")
+            probs[i, env.unwrapped.plan()[0]] = 1.0
+        return probs
     if getattr(policy, "uses_symbolic_observation", False):
         return policy.symbolic_probabilities(
             np.stack([info["symbolic_observation"] for info in infos]),
@@ -74,6 +92,83 @@ def planner_return(env: gymnasium.Env, seed: int) -> float | None:
 
 
 @torch.no_grad()
+def play_episodes(
+    policy,
+    env: EnvSource,
+    episodes: int,
+    *,
+    greedy: bool = True,
+    seed: int = 0,
+    batch_size: int = 8,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+    record_steps: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+    description: str = "playing",
+) -> tuple[list[dict[str, Any]], gymnasium.Env]:
+    """Play ``episodes`` episodes (seeds ``seed .. seed + episodes - 1``), ``batch_size`` envs in lockstep
+    scored in one batch. Returns the episodes sorted by seed (``seed``, ``return``, ``length``,
+    ``success``, and with ``record_steps`` their ``steps``: prompt, valid actions, action, probabilities,
+    reward) and one of the envs (for the planner's reference return)."""
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}; play at least one episode.")
+    factory = make_env_factory(env, **(env_kwargs or {}))
+    envs = [factory() for _ in range(min(batch_size, episodes))]
+    seeds = iter(range(seed, seed + episodes))
+    records: list[dict[str, Any]] = []
+
+    def start(slot: gymnasium.Env, episode_seed: int) -> dict[str, Any]:
+        prompt, info = slot.reset(seed=episode_seed)
+        return {"seed": episode_seed, "prompt": prompt, "info": info, "return": 0.0, "length": 0, "steps": []}
+
+    running: list[dict[str, Any] | None] = [start(slot, next(seeds)) for slot in envs]  # None: seeds ran out
+    bar = tqdm(total=episodes, desc=description, disable=not progress, leave=False)
+    while any(r is not None for r in running):
+        active = [i for i, r in enumerate(running) if r is not None]
+        infos = [running[i]["info"] for i in active]
+        probs = action_probabilities(
+            policy,
+            [running[i]["prompt"] for i in active],
+            [info["valid_actions"] for info in infos],
+            infos,
+            [envs[i] for i in active],
+        ).float()
+        choices = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        for row, (i, action) in enumerate(zip(active, choices.tolist(), strict=True)):
+            episode = running[i]
+            valid = list(episode["info"]["valid_actions"])
+            prompt, reward, terminated, truncated, info = envs[i].step(action)
+            if record_steps:
+                episode["steps"].append(
+                    {
+                        "prompt": episode["prompt"],
+                        "valid_actions": valid,
+                        "action": action,
+                        "action_probs": probs[row, : len(valid)].tolist(),
+                        "reward": float(reward),
+                    }
+                )
+            episode.update(prompt=prompt, info=info)
+            episode["return"] += reward
+            episode["length"] += 1
+            if terminated or truncated:
+                records.append(
+                    {
+                        "seed": episode["seed"],
+                        "return": episode["return"],
+                        "length": episode["length"],
+                        "success": bool(info["success"]),
+                        **({"steps": episode["steps"]} if record_steps else {}),
+                    }
+                )
+                bar.update(1)
+                next_seed = next(seeds, None)
+                running[i] = None if next_seed is None else start(envs[i], next_seed)
+    bar.close()
+    records.sort(key=lambda r: r["seed"])
+    return records, envs[0]
+
+
 def evaluate_policy(
     policy,
     env: EnvSource,
@@ -91,60 +186,25 @@ def evaluate_policy(
     Args:
         policy: an :class:`~trl_embodied.EmbodiedActorCritic`, an :class:`~trl_embodied.ActionScorer` (a
             zero-shot base model: the SayCan-style baseline), the MLP baseline
-            (:class:`~trl_embodied.baselines.MLPActorCritic`, which reads ``info["symbolic_observation"]``)
-            or ``policy(prompts, actions) -> [B, K] probs``.
+            (:class:`~trl_embodied.baselines.MLPActorCritic`, which reads ``info["symbolic_observation"]``),
+            ``"planner"`` (the env's optimal planner) or ``policy(prompts, actions) -> [B, K] probs``.
         env: a gymnasium id or a factory; ``batch_size`` copies run in lockstep, scored in one batch.
         greedy: take the most probable action (else sample with ``generator``).
     """
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes}; evaluate at least one episode.")
-    factory = make_env_factory(env, **(env_kwargs or {}))
-    envs = [factory() for _ in range(min(batch_size, episodes))]
-    seeds = iter(range(seed, seed + episodes))
-    records: list[dict[str, Any]] = []
-    # Per env slot: (seed, prompt, info, return, length) of its running episode, or None once seeds run out.
-    running: list[list | None] = []
-    for slot in envs:
-        episode_seed = next(seeds)
-        prompt, info = slot.reset(seed=episode_seed)
-        running.append([episode_seed, prompt, info, 0.0, 0])
-    bar = tqdm(total=episodes, desc="evaluating", disable=not progress, leave=False)
-    while any(r is not None for r in running):
-        active = [i for i, r in enumerate(running) if r is not None]
-        infos = [running[i][2] for i in active]
-        probs = action_probabilities(
-            policy, [running[i][1] for i in active], [info["valid_actions"] for info in infos], infos
-        )
-        if greedy:
-            choices = probs.argmax(-1)
-        else:
-            choices = torch.multinomial(probs.float(), 1, generator=generator).squeeze(-1)
-        for i, action in zip(active, choices.tolist(), strict=True):
-            episode = running[i]
-            prompt, reward, terminated, truncated, info = envs[i].step(action)
-            episode[1], episode[2] = prompt, info
-            episode[3] += reward
-            episode[4] += 1
-            if terminated or truncated:
-                records.append(
-                    {
-                        "seed": episode[0],
-                        "return": episode[3],
-                        "length": episode[4],
-                        "success": bool(info["success"]),
-                    }
-                )
-                bar.update(1)
-                next_seed = next(seeds, None)
-                if next_seed is None:
-                    running[i] = None
-                else:
-                    prompt, info = envs[i].reset(seed=next_seed)
-                    running[i] = [next_seed, prompt, info, 0.0, 0]
-    bar.close()
-    records.sort(key=lambda r: r["seed"])
+    records, reference_env = play_episodes(
+        policy,
+        env,
+        episodes,
+        greedy=greedy,
+        seed=seed,
+        batch_size=batch_size,
+        generator=generator,
+        progress=progress,
+        env_kwargs=env_kwargs,
+        description="evaluating",
+    )
     mean_return = float(np.mean([r["return"] for r in records]))
-    optimal = [planner_return(envs[0], r["seed"]) for r in records]
+    optimal = [planner_return(reference_env, r["seed"]) for r in records]
     ratio = None
     if all(o is not None for o in optimal) and np.mean(optimal) != 0:
         ratio = mean_return / float(np.mean(optimal))

@@ -27,7 +27,17 @@ def add_learning_arguments(parser: argparse.ArgumentParser, total_env_steps: int
     parser.add_argument("--seed", type=int, nargs="+", default=[0])
     parser.add_argument("--total_env_steps", type=int, default=total_env_steps, help="TWOSOME's budget.")
     parser.add_argument("--eval_every", type=int, default=1024, help="Env steps between greedy evaluations.")
-    parser.add_argument("--eval_episodes", type=int, default=10)
+    parser.add_argument(
+        "--eval_episodes",
+        type=int,
+        default=10,
+        help="Greedy episodes per evaluation. On a fixed layout greedy episodes are all alike: 4 fill one batch.",
+    )
+    parser.add_argument(
+        "--stop_at_target",
+        action="store_true",
+        help=f"End a run at its first evaluation with greedy success >= {TARGET} (the figure of merit is known).",
+    )
     parser.add_argument("--report", action="store_true", help="Only merge finished runs and plot.")
 
 
@@ -46,10 +56,12 @@ def train_twosome(
     eval_every: int,
     eval_episodes: int,
     seed: int,
+    stop_at_target: bool = False,
     **overrides: Any,
 ):
     """Train EmbodiedPPOTrainer on the default model (CPU), evaluating greedily before training and every
     ``eval_every`` env steps. ``overrides`` are EmbodiedPPOConfig fields (``normalization``, ``bf16``...).
+    ``stop_at_target``: end training at the first evaluation whose greedy success reaches ``TARGET``.
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
     the wall time and the mean seconds per PPO iteration spent scoring, in the env and updating.
@@ -86,11 +98,14 @@ def train_twosome(
             print(
                 f"  {trainer._env_steps} steps: greedy success {metrics['eval_success_rate']:.2f}", flush=True
             )
+            if stop_at_target and metrics["eval_success_rate"] >= TARGET:
+                control.should_training_stop = True
 
     trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[EvaluateEvery()])
     start = time.perf_counter()
     before = trainer.evaluate()  # train() starts a fresh log history: keep this row apart
-    trainer.train()
+    if not (stop_at_target and before["eval_success_rate"] >= TARGET):
+        trainer.train()
     evaluated = (
         r.get("env_steps") == trainer._env_steps and "eval_success_rate" in r
         for r in trainer.state.log_history
@@ -110,5 +125,6 @@ def train_twosome(
         "wall_seconds": time.perf_counter() - start,
         "seconds_per_iteration": seconds_per_iteration,
         "steps_to_target": steps_to_target(history),
+        "stopped_at_target": stop_at_target,
     }
     return trainer, record

@@ -28,6 +28,11 @@ def main() -> None:
     parser.add_argument("--total_env_steps", type=int, default=5120)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stop_at_target",
+        action="store_true",
+        help="Stop training once Food Preparation is solved greedily.",
+    )
     args = parser.parse_args()
 
     trainer, record = train_twosome(
@@ -36,6 +41,7 @@ def main() -> None:
         eval_every=1024,
         eval_episodes=args.episodes,
         seed=args.seed,
+        stop_at_target=args.stop_at_target,
         gamma=0.95,  # the paper's discount on its household tasks
     )
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -47,6 +53,7 @@ def main() -> None:
     results = {
         "train_env": TRAIN_ENV,
         "train_env_steps": args.total_env_steps,
+        "stopped_at_target": args.stop_at_target,
         "train_steps_to_target": record["steps_to_target"],
         "train_history": record["history"],
         "unseen": [

@@ -22,6 +22,7 @@ from common import TARGET, add_learning_arguments, train_twosome
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "normalization"
+SAMPLE_EFFICIENCY_RUNS = RESULTS / "sample_efficiency" / "tomato_salad"
 ENV_ID = "trl_embodied/Overcooked-TomatoSalad-v0"
 
 
@@ -29,6 +30,13 @@ def report() -> None:
     from trl_embodied.plotting import plot_learning_curves
 
     records = [json.loads(path.read_text()) for path in sorted(RUNS.glob("*.json"))]
+    # Word normalization is the trainer's default: sample_efficiency.py's TWOSOME runs on Tomato Salad are
+    # the same configuration, so they stand for "word" where this benchmark did not run it itself.
+    own = {(r["normalization"], r["seed"]) for r in records}
+    for path in sorted(SAMPLE_EFFICIENCY_RUNS.glob("twosome_seed*.json")):
+        record = json.loads(path.read_text())
+        if ("word", record["seed"]) not in own:
+            records.append({**record, "normalization": "word", "source": str(path.relative_to(RESULTS))})
     summary = {
         "env_id": ENV_ID,
         "target_success": TARGET,
@@ -36,6 +44,8 @@ def report() -> None:
             f"{r['normalization']}_seed{r['seed']}": {
                 "steps_to_target": r["steps_to_target"],
                 "budget_env_steps": r["total_env_steps"],
+                "stopped_at_target": r.get("stopped_at_target", False),
+                "source": r.get("source", f"normalization/{r['normalization']}_seed{r['seed']}.json"),
                 "final_greedy_success": [h for h in r["history"] if "eval_success_rate" in h][-1][
                     "eval_success_rate"
                 ],
@@ -70,6 +80,7 @@ def main() -> None:
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
             seed=seed,
+            stop_at_target=args.stop_at_target,
             normalization=args.normalization,
         )
         record.update(normalization=args.normalization, seed=seed, total_env_steps=args.total_env_steps)

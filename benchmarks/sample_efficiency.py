@@ -37,13 +37,16 @@ TASKS = {
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 
 
-def run_twosome(task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int) -> dict:
+def run_twosome(
+    task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int, stop_at_target: bool
+) -> dict:
     _, record = train_twosome(
         TASKS[task],
         total_env_steps=total_env_steps,
         eval_every=eval_every,
         eval_episodes=eval_episodes,
         seed=seed,
+        stop_at_target=stop_at_target,
     )
     return record
 
@@ -169,7 +172,9 @@ def main() -> None:
     for seed in args.seed if args.method != "zero_shot" else [0]:
         if args.method == "twosome":
             budget = args.total_env_steps
-            record = run_twosome(args.task, seed, budget, args.eval_every, args.eval_episodes)
+            record = run_twosome(
+                args.task, seed, budget, args.eval_every, args.eval_episodes, args.stop_at_target
+            )
         elif args.method == "mlp":
             budget = args.total_env_steps * args.mlp_budget_factor
             record = run_mlp(args.task, seed, budget, args.eval_every, args.eval_episodes)

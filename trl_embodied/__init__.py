@@ -28,6 +28,7 @@ from trl_embodied.modeling import (
 from trl_embodied.plotting import plot_learning_curves
 from trl_embodied.scoring import ActionScorer, ActionScores
 from trl_embodied.trainer import EmbodiedPPOConfig, EmbodiedPPOTrainer
+from trl_embodied.trajectories import collect_trajectories, to_prompt_completion
 
 __all__ = [
     "EmbodiedPPOConfig",
@@ -35,6 +36,8 @@ __all__ = [
     "EvaluationResult",
     "evaluate_policy",
     "plot_learning_curves",
+    "collect_trajectories",
+    "to_prompt_completion",
     "ActionScorer",
     "ActionScores",
     "ActorCriticOutput",

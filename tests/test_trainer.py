@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import datasets
 import huggingface_hub
 import pytest
 import torch
 from transformers import set_seed
 
 from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer
+from trl_embodied.trajectories import TRAJECTORY_FEATURES
 
 from .conftest import build_llama
 from .toy_envs import NoActionsEnv, TwoChoiceEnv
@@ -289,6 +291,32 @@ def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at):
     expected, actual = trainable_state(straight), trainable_state(resumed)
     for name in expected:
         assert torch.allclose(expected[name], actual[name], atol=1e-6), name
+
+
+def test_rollouts_are_saved_as_trajectories_and_resume_with_the_run(tmp_path, tokenizer):
+    straight = make_trainer(tmp_path / "straight", tokenizer, max_steps=4, save_rollouts=True)
+    straight.train()
+    straight.save_model()
+    rows = datasets.load_from_disk(str(tmp_path / "straight" / "run" / "rollouts"))
+    assert rows.features == TRAJECTORY_FEATURES
+    assert len(rows) == 32  # 2 rollouts x 4 envs x 4 steps, every TwoChoiceEnv episode one step long
+    assert rows["episode"] == list(range(32)) and all(rows["done"]) and rows["step"] == [0] * 32
+    assert rows["success"] == [a == 0 for a in rows["action"]] and rows["reward"] == [
+        float(a == 0) for a in rows["action"]
+    ]
+    assert all(abs(sum(p) - 1.0) < 1e-5 for p in rows["action_probs"])
+    assert rows["seed"][:4] == [0, 1, 2, 3] and rows["seed"][4:] == [None] * 28  # first resets seeded
+
+    first = make_trainer(
+        tmp_path / "resumed", tokenizer, max_steps=4, save_rollouts=True, save_strategy="steps", save_steps=2
+    )
+    first.train()
+    checkpoint = tmp_path / "resumed" / "run" / "checkpoint-2"
+    assert len(datasets.load_from_disk(str(checkpoint / "rollouts"))) == 16
+    resumed = make_trainer(tmp_path / "resumed", tokenizer, max_steps=4, save_rollouts=True, seed=123)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    resumed.save_model()
+    assert datasets.load_from_disk(str(tmp_path / "resumed" / "run" / "rollouts")).to_list() == rows.to_list()
 
 
 def test_resuming_with_another_shape_is_refused(tmp_path, tokenizer):

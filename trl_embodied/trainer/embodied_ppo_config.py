@@ -57,6 +57,9 @@ class EmbodiedPPOConfig(_BaseConfig):
             TRL's recipes, LoRA and quantization flags on the command line come from ``trl.ModelConfig``.
         eval_episodes (`int`, defaults to 10): episodes per ``evaluate()``.
         eval_greedy (`bool`, defaults to True): evaluate the greedy (argmax) policy, else sample.
+        save_rollouts (`bool`, defaults to False): keep every finished training episode as trajectory rows
+            (one per decision step, :data:`~trl_embodied.trajectories.TRAJECTORY_FEATURES`) and save them with
+            each checkpoint and ``save_model`` as ``<dir>/rollouts`` (``datasets.load_from_disk``).
         total_env_steps (`int`, *optional*): training budget in decision steps over all processes; sets
             ``max_steps``.
     """
@@ -115,6 +118,13 @@ class EmbodiedPPOConfig(_BaseConfig):
     # -- evaluation and budget ---------------------------------------------------------------------------
     eval_episodes: int = field(default=10, metadata={"help": "Episodes per evaluate()."})
     eval_greedy: bool = field(default=True, metadata={"help": "Evaluate the argmax policy (else sample)."})
+    save_rollouts: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the rollouts' finished episodes as trajectory rows (trl_embodied.trajectories) and "
+            "write them as a datasets folder 'rollouts' with every checkpoint and save_model."
+        },
+    )
     total_env_steps: int | None = field(
         default=None,
         metadata={"help": "Training budget in decision steps over all processes; sets max_steps."},

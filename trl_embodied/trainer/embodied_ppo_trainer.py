@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import shutil
 import time
 import warnings
 from collections import defaultdict
@@ -47,8 +48,10 @@ from trl_embodied.trainer.ppo import (
     explained_variance,
     normalize_advantages,
 )
+from trl_embodied.trajectories import episode_rows, rows_to_dataset
 
 ROLLOUT_STATE_FILE = "rollout_state_{rank}.pkl"
+ROLLOUTS_DIR = "rollouts"  # with save_rollouts: the training episodes as a trajectory dataset
 # What a checkpoint's rollout state must agree on with the resuming run.
 SHAPE_FIELDS = (
     "num_envs",
@@ -81,6 +84,8 @@ class _EnvSlot:
         self.info: dict[str, Any] = {}
         self.episode_return = 0.0
         self.episode_length = 0
+        self.seed: int | None = None
+        self.steps: list[dict[str, Any]] = []  # the running episode's steps, with save_rollouts
 
     def reset(self, seed: int | None = None) -> None:
         self.prompt, self.info = self.env.reset(seed=seed)
@@ -94,6 +99,7 @@ class _EnvSlot:
                 f"environment {self.name} offers no valid actions after reset; every state needs one."
             )
         self.episode_return, self.episode_length = 0.0, 0
+        self.seed, self.steps = seed, []
 
 
 class EmbodiedPPOTrainer(_BaseTrainer):
@@ -195,6 +201,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._rollout_seconds = 0.0
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._last_success_rate: dict[str, float] = {}
+        self._trajectory_rows: list[dict[str, Any]] = []  # with save_rollouts, on the main process
+        self._episodes_recorded = 0
 
     # -- environments ----------------------------------------------------------------------------------
     @staticmethod
@@ -318,6 +326,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         prompts: list[list[str]] = []
         actions: list[list[list[str]]] = []
         finished: list[tuple[float, int, bool]] = []
+        finished_steps: list[dict[str, Any]] = []  # with save_rollouts: the finished episodes' steps
         scoring_seconds = env_seconds = 0.0
         for t in range(steps):
             prompts.append([slot.prompt for slot in self.slots])
@@ -338,6 +347,16 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             final_states = []  # (slot index, prompt, actions) of truncated episodes: their value bootstraps
             for n, slot in enumerate(self.slots):
                 prompt, reward, term, trunc, info = slot.env.step(int(chosen[t, n]))
+                if args.save_rollouts:
+                    slot.steps.append(
+                        {
+                            "prompt": slot.prompt,
+                            "valid_actions": actions[t][n],
+                            "action": int(chosen[t, n]),
+                            "action_probs": output.scores.probs[n, : len(actions[t][n])].float().tolist(),
+                            "reward": float(reward),
+                        }
+                    )
                 rewards[t, n], terminated[t, n], truncated[t, n] = reward, term, trunc and not term
                 primitive[t, n] = info.get("primitive_steps", 1)
                 slot.episode_return += reward
@@ -349,6 +368,15 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                     )
                     if trunc and not term:
                         final_states.append((n, prompt, list(info["valid_actions"])))
+                    if args.save_rollouts:
+                        finished_steps.append(
+                            {
+                                "env": slot.name,
+                                "seed": slot.seed,
+                                "steps": slot.steps,
+                                "success": info.get("success"),
+                            }
+                        )
                     slot.reset()
             env_seconds += time.perf_counter() - start
             if final_states:
@@ -380,6 +408,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             gae_lambda=args.gae_lambda,
         )
         self._log_rollout(finished, values, returns, scoring_seconds, env_seconds)
+        if args.save_rollouts:
+            self._record_trajectories(finished_steps)
         self._env_steps += steps * envs * self.accelerator.num_processes
 
         flat_advantages = advantages.flatten()
@@ -408,6 +438,24 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                     }
                 )
         return minibatches
+
+    def _record_trajectories(self, finished_steps: list[dict[str, Any]]) -> None:
+        """Turn the episodes finished in this rollout, on every process, into trajectory rows on the main one."""
+        from accelerate.utils import gather_object
+
+        episodes = gather_object(finished_steps) if self.accelerator.num_processes > 1 else finished_steps
+        if not self.accelerator.is_main_process:
+            return
+        for episode in episodes:
+            self._trajectory_rows += episode_rows(
+                episode["steps"],
+                env=episode["env"],
+                episode=self._episodes_recorded,
+                seed=episode["seed"],
+                success=bool(episode["success"]),
+                gamma=self.args.gamma,
+            )
+            self._episodes_recorded += 1
 
     def _log_rollout(self, finished, values, returns, scoring_seconds: float, env_seconds: float) -> None:
         """Per-iteration metrics; episode statistics summed over processes."""
@@ -515,6 +563,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        if self.args.save_rollouts:
+            # Staged and renamed, so a crash never leaves a half-written dataset beside the adapter.
+            final, staging = Path(output_dir) / ROLLOUTS_DIR, Path(output_dir) / f"{ROLLOUTS_DIR}.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            rows_to_dataset(self._trajectory_rows).save_to_disk(str(staging))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging, final)
 
     def _rollout_state(self) -> dict[str, Any]:
         shape = {name: getattr(self.args, name) for name in SHAPE_FIELDS}
@@ -526,6 +581,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             "buffer": self._buffer,
             "stop_iteration": self._stop_iteration,
             "env_steps": self._env_steps,
+            "trajectory_rows": self._trajectory_rows,
+            "episodes_recorded": self._episodes_recorded,
             "slots": None,
         }
         if self.slots is not None:
@@ -584,6 +641,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._buffer = state["buffer"]
         self._stop_iteration = state["stop_iteration"]
         self._env_steps = state["env_steps"]
+        self._trajectory_rows = state.get("trajectory_rows", [])
+        self._episodes_recorded = state.get("episodes_recorded", 0)
         self.slots = pickle.loads(state["slots"]) if state["slots"] is not None else None
 
     # -- model card ------------------------------------------------------------------------------------

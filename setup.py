@@ -44,7 +44,7 @@ setup(
         "numpy",
     ],
     extras_require={
-        "dev": ["pytest", "ruff"],
+        "dev": ["pytest", "ruff", "tensorboard"],
         # Language retention through EleutherAI's lm-evaluation-harness (trl_embodied.language).
         "eval": ["lm-eval>=0.4"],
         # Third-party text environments (TextWorld adapter).

@@ -6,6 +6,7 @@
 
 __version__ = "0.1.0.dev0"
 
+from trl_embodied.callbacks import LogEpisodesCallback
 from trl_embodied.envs import (
     ENV_IDS,
     HouseholdEnv,
@@ -36,6 +37,7 @@ __all__ = [
     "EvaluationResult",
     "evaluate_policy",
     "plot_learning_curves",
+    "LogEpisodesCallback",
     "collect_trajectories",
     "to_prompt_completion",
     "ActionScorer",

@@ -272,6 +272,39 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 CONFIG_FILE = "embodied_config.json"
 
 
+def load_adapter(base_model: nn.Module, adapter_path: str | os.PathLike) -> nn.Module:
+    """``base_model`` with the trainable LoRA adapter saved in ``adapter_path`` (a ``PeftModel``)."""
+    from peft import PeftModel
+
+    if isinstance(base_model, PeftModel):
+        raise ValueError(
+            f"the model already carries an adapter; adapter_path={adapter_path!s} would add another."
+        )
+    if not (Path(adapter_path) / "adapter_config.json").is_file():
+        raise FileNotFoundError(
+            f"adapter_path={adapter_path!s} holds no adapter_config.json: pass a folder written by a PEFT "
+            "model's save_pretrained (SFTTrainer with a peft_config, recipes/sft_warmstart.py) or by save_model."
+        )
+    return PeftModel.from_pretrained(base_model, adapter_path, is_trainable=True)
+
+
+def load_value_head(model: EmbodiedActorCritic, directory: str | os.PathLike) -> bool:
+    """Load ``directory``'s value head into ``model`` if it has one (a save_model folder); True if it did."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / VALUE_HEAD_FILE
+    if not path.is_file():
+        return False
+    try:
+        model.value_head.load_state_dict(load_file(path))
+    except RuntimeError as error:
+        raise ValueError(
+            f"{path} does not fit the value head of sizes {list(model.value_head_sizes)} ({error}); set "
+            "value_head_sizes as in the run that saved it."
+        ) from error
+    return True
+
+
 class EmbodiedActorCritic(nn.Module):
     """A LoRA policy over valid actions and a value head, on one base model.
 

@@ -55,6 +55,9 @@ class EmbodiedPPOConfig(_BaseConfig):
             trainer loads the model by name: ``load_in_4bit``, ``load_in_8bit``, ``dtype``, ``device_map``.
             The LoRA adapter is the trainer's ``peft_config`` (TWOSOME's r=8, alpha=16, q/v by default); as in
             TRL's recipes, LoRA and quantization flags on the command line come from ``trl.ModelConfig``.
+        adapter_path (`str` or `None`, defaults to None): continue from this LoRA adapter (a PEFT folder such as
+            ``recipes/sft_warmstart.py`` writes, or a ``save_model`` folder, whose value head is loaded too)
+            instead of a fresh one.
         eval_episodes (`int`, defaults to 10): episodes per ``evaluate()``.
         eval_greedy (`bool`, defaults to True): evaluate the greedy (argmax) policy, else sample.
         save_rollouts (`bool`, defaults to False): keep every finished training episode as trajectory rows
@@ -113,6 +116,13 @@ class EmbodiedPPOConfig(_BaseConfig):
         metadata={
             "help": "Keyword arguments for load_base_model when the model is given by name: load_in_4bit, "
             "load_in_8bit, dtype, device_map (JSON on the command line)."
+        },
+    )
+    adapter_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Start the policy from this LoRA adapter instead of a fresh one: a PEFT folder (an SFT warm "
+            "start; the value head starts fresh) or a folder written by save_model (the value head too)."
         },
     )
     # -- evaluation and budget ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from trl.trainer.base_trainer import _BaseTrainer
 
 from trl_embodied.envs.registration import make_env
 from trl_embodied.evaluation import evaluate_policy
-from trl_embodied.modeling import EmbodiedActorCritic, load_base_model
+from trl_embodied.modeling import EmbodiedActorCritic, load_adapter, load_base_model, load_value_head
 from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig, parse_dict_argument
 from trl_embodied.trainer.ppo import (
     clipped_policy_loss,
@@ -156,7 +156,16 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                         f"{getattr(args, name)!r}; set them alike."
                     )
         else:
-            base_model, tokenizer = load_base_model(model, **args.model_init_kwargs)
+            if isinstance(model, torch.nn.Module):  # a loaded causal LM, or a PeftModel with its adapter
+                if processing_class is None:
+                    raise ValueError("pass processing_class (the tokenizer) together with a loaded model.")
+                base_model, tokenizer = model, processing_class
+            else:
+                base_model, tokenizer = load_base_model(model, **args.model_init_kwargs)
+            if args.adapter_path is not None:
+                if peft_config is not None:
+                    raise ValueError("args.adapter_path already sets the adapter; do not pass peft_config.")
+                base_model = load_adapter(base_model, args.adapter_path)
             model = EmbodiedActorCritic(
                 base_model,
                 processing_class or tokenizer,
@@ -165,6 +174,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 critic_backbone=args.critic_backbone,
                 value_head_sizes=args.value_head_sizes,
             )
+            if args.adapter_path is not None:
+                load_value_head(model, args.adapter_path)
         processing_class = processing_class or model.tokenizer
         if args.gradient_checkpointing:
             model.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

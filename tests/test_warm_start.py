@@ -1,0 +1,91 @@
+"""SFT warm start with TRL's SFTTrainer, and EmbodiedPPOTrainer continuing from the adapter it writes."""
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from trl import SFTConfig
+
+from trl_embodied import ActionScorer, EmbodiedPPOTrainer, collect_trajectories
+from trl_embodied.scripts.sft import WarmStartArguments, main
+
+from .conftest import build_llama
+from .test_trainer import config
+
+TOMATO_SALAD = "trl_embodied/Overcooked-TomatoSalad-v0"
+
+
+def planner_logprob(model, tokenizer) -> float:
+    """Mean log-probability of the planner's actions on its own episode (the behaviour SFT clones)."""
+    demo = collect_trajectories("planner", TOMATO_SALAD, 1, progress=False)
+    with torch.no_grad():
+        scores = ActionScorer(model, tokenizer, "none").score(demo["prompt"], demo["valid_actions"])
+    return float(torch.stack([lp[a] for lp, a in zip(scores.logprobs, demo["action"], strict=True)]).mean())
+
+
+@pytest.fixture
+def warm_start(tmp_path, tokenizer):
+    """A tiny base model saved as a local checkpoint, and an SFT adapter trained on it."""
+    build_llama(len(tokenizer), seed=0).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    model = build_llama(len(tokenizer), seed=0)
+    before = planner_logprob(model, tokenizer)
+    sft_args = SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        max_steps=20,
+        learning_rate=2e-2,
+        per_device_train_batch_size=6,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+    )
+    trainer = main(
+        WarmStartArguments(env_id=TOMATO_SALAD, demonstration_episodes=1), sft_args, model, tokenizer
+    )
+    return tmp_path, trainer, before
+
+
+def test_sft_adapter_clones_the_planner(warm_start, tokenizer):
+    tmp_path, trainer, before = warm_start
+    assert (tmp_path / "sft" / "adapter_config.json").is_file()
+    assert isinstance(trainer.model, PeftModel)
+    after = planner_logprob(trainer.model, tokenizer)
+    assert after > before + 1.0, (before, after)
+
+
+def test_ppo_continues_from_the_sft_adapter(warm_start, tokenizer):
+    tmp_path, _, _ = warm_start
+    saved = load_file(tmp_path / "sft" / "adapter_model.safetensors")
+    args = config(tmp_path / "ppo", env_id=TOMATO_SALAD, adapter_path=str(tmp_path / "sft"), max_steps=2)
+    trainer = EmbodiedPPOTrainer(model=str(tmp_path / "base"), args=args)
+    lora = {n: p for n, p in trainer.model.policy.named_parameters() if "lora_" in n}
+    assert len(lora) == len(saved) and all(p.requires_grad for p in lora.values())
+    for name, weight in saved.items():  # PEFT's file drops the adapter name from the key
+        live = next(p for n, p in lora.items() if n.replace(".default", "") == name)
+        assert torch.equal(live.detach(), weight), name
+    trainer.train()
+    changed = [not torch.equal(lora[n].detach(), saved[n.replace(".default", "")]) for n in lora]
+    assert any(changed)
+
+
+def test_a_peft_model_can_be_passed_in(warm_start, tokenizer):
+    tmp_path, _, _ = warm_start
+    base = build_llama(len(tokenizer), seed=0)
+    policy = PeftModel.from_pretrained(base, tmp_path / "sft", is_trainable=True)
+    args = config(tmp_path / "ppo", env_id=TOMATO_SALAD, max_steps=2)
+    with pytest.raises(ValueError, match="processing_class"):
+        EmbodiedPPOTrainer(model=policy, args=args)
+    trainer = EmbodiedPPOTrainer(model=policy, args=args, processing_class=tokenizer)
+    assert trainer.model.policy is policy
+    trainer.train()
+
+
+def test_a_wrong_adapter_path_is_explained(tmp_path, tokenizer):
+    build_llama(len(tokenizer), seed=0).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    args = config(tmp_path, adapter_path=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="holds no adapter_config.json"):
+        EmbodiedPPOTrainer(model=str(tmp_path / "base"), args=args)

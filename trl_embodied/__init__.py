@@ -19,6 +19,7 @@ from trl_embodied.envs import (
     make_env,
 )
 from trl_embodied.evaluation import EvaluationResult, evaluate_policy
+from trl_embodied.grpo import EmbodiedGRPOEnvironment, grpo_environment_factory, grpo_prompts
 from trl_embodied.modeling import (
     ActorCriticOutput,
     EmbodiedActorCritic,
@@ -38,6 +39,9 @@ __all__ = [
     "evaluate_policy",
     "plot_learning_curves",
     "LogEpisodesCallback",
+    "EmbodiedGRPOEnvironment",
+    "grpo_environment_factory",
+    "grpo_prompts",
     "collect_trajectories",
     "to_prompt_completion",
     "ActionScorer",

@@ -2,7 +2,7 @@
 # machine with Python >= 3.10 and pip needs nothing else.
 #   make demo   install, then a short real training run (accelerate launch recipes/overcooked.py): two PPO
 #               iterations of the default model on Tomato Salad, success rate before and after (minutes on CPU)
-#   make test   install with the dev and eval extras, then lint and the test suite
+#   make test   install with the dev, eval and textenvs extras, then lint and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -34,7 +34,7 @@ $(VENV)/.installed: setup.py $(VENV)/.torch $(VENV)/.model
 	touch $@
 
 $(VENV)/.installed-dev: setup.py $(VENV)/.torch $(VENV)/.model
-	$(PIP) install -e ".[dev,eval]"
+	$(PIP) install -e ".[dev,eval,textenvs]"
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

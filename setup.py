@@ -48,7 +48,7 @@ setup(
         # Language retention through EleutherAI's lm-evaluation-harness (trl_embodied.language).
         "eval": ["lm-eval>=0.4"],
         # Third-party text environments (TextWorld adapter).
-        "textenvs": ["textworld"],
+        "textenvs": ["textworld>=1.6"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

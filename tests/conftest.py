@@ -44,7 +44,7 @@ def build_tokenizer(*, add_bos: bool = False) -> PreTrainedTokenizerFast:
 
 
 def build_llama(
-    vocab_size: int, seed: int = 0, hidden_size: int = 32, init_std: float = 0.02
+    vocab_size: int, seed: int = 0, hidden_size: int = 32, init_std: float = 0.02, max_positions: int = 512
 ) -> LlamaForCausalLM:
     """A 2-layer Llama. ``init_std`` bounds its logits: at 0.02 and hidden size 32 two tokens' logits differ
     by about 1 nat at most, too little for a policy to become confident through a LoRA adapter."""
@@ -57,7 +57,7 @@ def build_llama(
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         pad_token_id=0,
     )
     return LlamaForCausalLM(config).eval()

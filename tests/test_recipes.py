@@ -1,5 +1,6 @@
 """The recipes: TrlParser over (script, EmbodiedPPOConfig, ModelConfig), YAML configs, and a real launch."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -57,10 +58,19 @@ def test_bad_command_line_values_are_refused(tmp_path):
         make_parser().parse_args_and_config(["--output_dir", str(tmp_path), "--rollout_steps", "0"])
 
 
-@pytest.mark.parametrize("recipe", ["overcooked.py", "virtualhome.py"])
+TEXTWORLD = pytest.param(
+    "textworld_cooking.py",
+    marks=pytest.mark.skipif(
+        importlib.util.find_spec("textworld") is None,
+        reason='TextWorld is not installed: pip install "trl-embodied[textenvs]" (make test does).',
+    ),
+)
+
+
+@pytest.mark.parametrize("recipe", ["overcooked.py", "virtualhome.py", TEXTWORLD])
 def test_recipe_trains_through_accelerate_launch(recipe, tmp_path, tokenizer):
     model_dir = tmp_path / "tiny"
-    build_llama(len(tokenizer)).save_pretrained(model_dir)
+    build_llama(len(tokenizer), max_positions=4096).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
@@ -69,6 +79,8 @@ def test_recipe_trains_through_accelerate_launch(recipe, tmp_path, tokenizer):
         "--rollout_steps", "4", "--per_device_train_batch_size", "4", "--max_steps", "2", "--eval_episodes", "2",
         "--report_to", "none", "--disable_tqdm", "true", "--value_head_sizes", "16",
     ]  # fmt: skip
+    if recipe == "textworld_cooking.py":  # its default budget would override max_steps; it generates its game
+        command += ["--total_env_steps", "16"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -413,6 +413,13 @@ def test_task_rows_give_multi_task_slots(tmp_path, tokenizer):
     assert names == ["Overcooked-TomatoSalad-v0", "Household-FoodPreparation-v0"] * 2
 
 
+def test_evaluation_plays_the_training_env_kwargs(tmp_path, tokenizer):
+    model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
+    args = config(tmp_path, env_id="Overcooked-TomatoSalad-v0", env_kwargs={"randomize_items": True})
+    trainer = EmbodiedPPOTrainer(model=model, args=args)
+    assert trainer.eval_env().unwrapped.randomize_items is True
+
+
 # -- several processes ---------------------------------------------------------------------------------
 def test_two_processes_hold_the_same_adapter(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

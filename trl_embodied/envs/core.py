@@ -310,11 +310,17 @@ class TextEnvWrapper(gymnasium.Wrapper[str, int, Any, Any], gymnasium.utils.Reco
         self.invalid_action_penalty = invalid_action_penalty
         self.observation_space = prompt_space()
         self.action_space = spaces.Discrete(max_actions)
-        try:
-            flat = spaces.flatten_space(env.observation_space)
-            self.symbolic_observation_space = spaces.Box(flat.low, flat.high, flat.shape, dtype=np.float32)
-        except NotImplementedError:  # e.g. a Text observation: there is no vector to give
-            self.symbolic_observation_space = None
+        self.symbolic_observation_space = None  # where the observation is no vector (text, say)
+        if not isinstance(
+            env.observation_space, spaces.Text
+        ):  # flattened text is character codes, not a state
+            try:
+                flat = spaces.flatten_space(env.observation_space)
+                self.symbolic_observation_space = spaces.Box(
+                    flat.low, flat.high, flat.shape, dtype=np.float32
+                )
+            except NotImplementedError:
+                pass
         self._last: tuple[Any, dict[str, Any]] | None = None
         self._actions: dict[str, Any] = {}
         self._ended = False

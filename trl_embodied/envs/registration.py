@@ -31,9 +31,15 @@ def _registry() -> dict[str, tuple[str, dict[str, Any]]]:
 ENV_IDS: tuple[str, ...] = tuple(_registry())
 
 
+#: Third-party engines, registered without being built-in tasks (they need an extra and a game file):
+#: ``make_env("trl_embodied/TextWorld-v0", game_file="game.z8")``.
+ADAPTER_IDS: dict[str, str] = {f"{NAMESPACE}/TextWorld-v0": "trl_embodied.envs.textworld:make_textworld_env"}
+
+
 def register_envs() -> None:
-    """Register every built-in task with gymnasium (idempotent)."""
-    for env_id, (entry_point, kwargs) in _registry().items():
+    """Register every built-in task and adapter with gymnasium (idempotent)."""
+    entries = {env_id: (entry_point, {}) for env_id, entry_point in ADAPTER_IDS.items()} | _registry()
+    for env_id, (entry_point, kwargs) in entries.items():
         if env_id not in gymnasium.registry:
             gymnasium.register(id=env_id, entry_point=entry_point, kwargs=kwargs)
 

@@ -21,6 +21,7 @@ How PPO maps onto the ``transformers.Trainer`` loop (as TRL's GRPOTrainer buffer
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
@@ -113,7 +114,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             ``args.env_id`` with ``args.env_kwargs``. Environments follow trl_embodied's text-env contract.
         processing_class: the tokenizer (by default the one loaded with the model).
         peft_config: the LoRA adapter when the model is loaded by name (TWOSOME's default if omitted).
-        eval_env: what ``evaluate()`` plays (a gymnasium id or factory); by default ``args.env_id``.
+        eval_env: what ``evaluate()`` plays (a gymnasium id or factory); by default ``args.env_id`` with
+            ``args.env_kwargs``.
         train_dataset: optional task rows for multi-task training, each with ``env_id`` and optionally
             ``env_kwargs`` (dict or JSON) and ``seed``: env slot ``i`` plays row ``i % len(rows)``.
         callbacks, optimizers: as for ``transformers.Trainer``.
@@ -182,7 +184,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             args.gradient_checkpointing = False  # done here: the Trainer would look for it on the wrapper
 
         self.env_factories = self._env_factories(env, train_dataset, args)
-        self.eval_env = eval_env if eval_env is not None else args.env_id
+        # By default evaluation plays the training task with the same env_kwargs (a game file, an option).
+        self.eval_env = (
+            eval_env if eval_env is not None else functools.partial(make_env, args.env_id, **args.env_kwargs)
+        )
         super().__init__(
             model=model,
             args=args,

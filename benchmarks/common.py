@@ -126,5 +126,6 @@ def train_twosome(
         "seconds_per_iteration": seconds_per_iteration,
         "steps_to_target": steps_to_target(history),
         "stopped_at_target": stop_at_target,
+        "bf16": bool(overrides.get("bf16", False)),
     }
     return trainer, record

@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--bf16", action="store_true", help="Train with bf16 autocast (about 2x faster on CPU)."
+    )
+    parser.add_argument(
         "--stop_at_target",
         action="store_true",
         help="Stop training once Food Preparation is solved greedily.",
@@ -42,6 +45,7 @@ def main() -> None:
         eval_episodes=args.episodes,
         seed=args.seed,
         stop_at_target=args.stop_at_target,
+        bf16=args.bf16,
         gamma=0.95,  # the paper's discount on its household tasks
     )
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -54,6 +58,7 @@ def main() -> None:
         "train_env": TRAIN_ENV,
         "train_env_steps": args.total_env_steps,
         "stopped_at_target": args.stop_at_target,
+        "bf16": args.bf16,
         "train_steps_to_target": record["steps_to_target"],
         "train_history": record["history"],
         "unseen": [

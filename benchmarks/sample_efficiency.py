@@ -38,7 +38,13 @@ EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets t
 
 
 def run_twosome(
-    task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int, stop_at_target: bool
+    task: str,
+    seed: int,
+    total_env_steps: int,
+    eval_every: int,
+    eval_episodes: int,
+    stop_at_target: bool,
+    bf16: bool,
 ) -> dict:
     _, record = train_twosome(
         TASKS[task],
@@ -47,6 +53,7 @@ def run_twosome(
         eval_episodes=eval_episodes,
         seed=seed,
         stop_at_target=stop_at_target,
+        bf16=bf16,
     )
     return record
 
@@ -94,7 +101,8 @@ def markdown_table(summary: dict) -> str:
             reached = ", ".join("not reached" if s is None else str(s) for s in figures["steps_to_target"])
             final = ", ".join(f"{s:.1f}" for s in figures["final_greedy_success"])
             budget = ", ".join(sorted({str(b) for b in figures["budget_env_steps"]}))
-            lines.append(f"| {task.replace('_', ' ')} | {names[method]} | {budget} | {reached} | {final} |")
+            name = names[method] + (", bf16 autocast" if any(figures.get("bf16", [])) else "")
+            lines.append(f"| {task.replace('_', ' ')} | {name} | {budget} | {reached} | {final} |")
         if row.get("ratio_mlp_to_twosome_steps"):
             ratios = ", ".join(f"{r:.1f}x" for r in row["ratio_mlp_to_twosome_steps"])
             lines.append(f"| {task.replace('_', ' ')} | ratio PPO-MLP / TWOSOME steps | | {ratios} | |")
@@ -123,6 +131,7 @@ def report() -> dict:
                     for r in records
                 ],
                 "wall_seconds": [r.get("wall_seconds") for r in records],
+                "bf16": [r.get("bf16", False) for r in records],
             }
             if method == "twosome":
                 row[method]["seconds_per_iteration"] = [r["seconds_per_iteration"] for r in records]
@@ -163,6 +172,9 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(TASKS), default="tomato_salad")
     parser.add_argument("--method", choices=["twosome", "mlp", "zero_shot"], default="twosome")
     parser.add_argument("--mlp_budget_factor", type=int, default=10)
+    parser.add_argument(
+        "--bf16", action="store_true", help="TWOSOME with bf16 autocast (about 2x faster on CPU)."
+    )
     add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
     if args.report:
@@ -173,7 +185,7 @@ def main() -> None:
         if args.method == "twosome":
             budget = args.total_env_steps
             record = run_twosome(
-                args.task, seed, budget, args.eval_every, args.eval_episodes, args.stop_at_target
+                args.task, seed, budget, args.eval_every, args.eval_episodes, args.stop_at_target, args.bf16
             )
         elif args.method == "mlp":
             budget = args.total_env_steps * args.mlp_budget_factor

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trl_embodied import ActionScorer
-from trl_embodied.scoring import naive_action_logprobs
+from trl_embodied.scoring import memoized_states, naive_action_logprobs
 
 from .conftest import build_gpt2, build_llama
 
@@ -165,3 +165,62 @@ def test_works_with_gradient_checkpointing(tokenizer, task_batch):
     assert torch.allclose(outputs[0].scores, outputs[1].scores, atol=1e-5)
     for a, b in zip(plain.parameters(), checkpointed.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-5)
+
+
+def count_decoder_rows(model) -> list[int]:
+    """Record the batch size of every decoder forward of ``model``."""
+    rows: list[int] = []
+    model.get_decoder().register_forward_pre_hook(
+        lambda _, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    return rows
+
+
+def test_repeated_states_are_computed_once_and_equal_separate_scoring(tokenizer, task_batch):
+    """A batch that repeats states runs each distinct state once; values and gradients are those of
+    scoring every row on its own (a repeated row's gradient counts once per copy)."""
+    prompts, actions = task_batch
+    order = [0, 1, 0, 0, 2, 1]
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    model_a, model_b = build_llama(len(tokenizer)), build_llama(len(tokenizer))
+    rows = count_decoder_rows(model_a)
+    together = ActionScorer(model_a, tokenizer).score(
+        [prompts[i] for i in order], [actions[i] for i in order]
+    )
+    assert rows == [3]
+    (together.log_policy.masked_fill(~together.mask, 0).sum(-1) * weights).sum().backward()
+    scorer_b = ActionScorer(model_b, tokenizer)
+    for row, i in enumerate(order):
+        alone = scorer_b.score([prompts[i]], [actions[i]])
+        k = len(actions[i])
+        assert torch.allclose(together.scores[row, :k], alone.scores[0, :k], atol=1e-5)
+        assert torch.allclose(together.hidden[row], alone.hidden[0], atol=1e-5)
+        (alone.log_policy[0, :k].sum() * weights[row]).backward()
+    for (name, a), b in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-4, rtol=1e-4), name
+
+
+def test_errors_name_the_callers_environment_when_states_repeat(llama, tokenizer):
+    long_prompt = "walk to the kitchen " * 200
+    with pytest.raises(ValueError, match="environment 2: the prompt"):
+        ActionScorer(llama, tokenizer).score(["short", "short", long_prompt, long_prompt], [["a"]] * 4)
+
+
+def test_memoized_states_computes_only_unseen_distinct_states():
+    calls = []
+
+    def compute(prompts, actions):
+        calls.append(list(zip(prompts, map(tuple, actions), strict=True)))
+        return [f"{p}:{len(a)}" for p, a in zip(prompts, actions, strict=True)]
+
+    cache: dict = {}
+    first = memoized_states(cache, ["s", "t", "s"], [["a"], ["a", "b"], ["a"]], compute)
+    second = memoized_states(cache, ["t", "u", "s", "u"], [["a", "b"], ["a"], ["a"], ["a"]], compute)
+    assert first == ["s:1", "t:2", "s:1"] and second == ["t:2", "u:1", "s:1", "u:1"]
+    # The same prompt with other actions is another state.
+    third = memoized_states(cache, ["s"], [["b"]], compute)
+    assert third == ["s:1"] and calls == [
+        [("s", ("a",)), ("t", ("a", "b"))],
+        [("u", ("a",))],
+        [("s", ("b",))],
+    ]

@@ -215,6 +215,22 @@ def test_rollout_and_update_score_in_the_same_precision(tmp_path, tokenizer, bf1
     assert log["policy/approx_kl"] < 1e-7 and log["policy/clip_fraction"] == 0.0
 
 
+def test_each_distinct_state_is_scored_once_per_rollout_and_evaluation(tmp_path, tokenizer):
+    """TwoChoiceEnv has one state: the rollout (4 envs x 4 steps + bootstrap) and the evaluation score it
+    once each; each minibatch of 8 copies of it runs one row through the model."""
+    trainer = make_trainer(tmp_path, tokenizer, max_steps=2, eval_episodes=4)  # one iteration
+    forwards = []  # (with gradients?, rows) per decoder forward
+    trainer.model.policy.get_base_model().get_decoder().register_forward_pre_hook(
+        lambda _, args, kwargs: forwards.append((torch.is_grad_enabled(), kwargs["input_ids"].shape[0])),
+        with_kwargs=True,
+    )
+    trainer.train()
+    assert forwards == [(False, 1), (True, 1), (True, 1)]
+    forwards.clear()
+    trainer.evaluate()
+    assert forwards == [(False, 1)]
+
+
 @pytest.mark.parametrize("critic_backbone", ["shared", "frozen"])
 def test_both_critic_backbones_train(tmp_path, tokenizer, critic_backbone):
     trainer = make_trainer(tmp_path, tokenizer, critic_backbone=critic_backbone, max_steps=2)

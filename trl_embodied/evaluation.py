@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trl_embodied.envs.registration import make_env
-from trl_embodied.scoring import ActionScorer
+from trl_embodied.scoring import ActionScorer, memoized_states
 
 #: ``policy(prompts, valid_actions) -> [B, K]`` action probabilities (0 at padding), or a scorer-like object.
 Policy = Callable[[Sequence[str], Sequence[Sequence[str]]], torch.Tensor]
@@ -48,10 +48,15 @@ def action_probabilities(
     actions: Sequence[Sequence[str]],
     infos: Sequence[dict[str, Any]],
     envs: Sequence[gymnasium.Env] = (),
+    cache: dict | None = None,
 ) -> torch.Tensor:
     """``[B, K]`` probabilities from an EmbodiedActorCritic, an ActionScorer, a symbolic-observation policy
     (the MLP baseline, K = the action space's size), the planner (one-hot on its next action; needs
-    ``envs``) or a plain callable."""
+    ``envs``) or a plain callable.
+
+    ``cache``: an LLM policy's probabilities per state, kept by the caller while the policy is fixed
+    (see :func:`~trl_embodied.scoring.memoized_states`); a revisited state is not scored again.
+    """
     if isinstance(policy, str):
         if policy != PLANNER:
             raise ValueError(f"policy={policy!r}; the only policy named by a string is {PLANNER!r}.")
@@ -68,7 +73,13 @@ def action_probabilities(
         )
     scorer = getattr(policy, "scorer", policy)
     if isinstance(scorer, ActionScorer):
-        return scorer.score(prompts, actions).probs
+
+        def score(new_prompts: list[str], new_actions: list[list[str]]) -> list[torch.Tensor]:
+            probs = scorer.score(new_prompts, new_actions).probs.float()
+            return [probs[i, : len(a)] for i, a in enumerate(new_actions)]
+
+        rows = memoized_states({} if cache is None else cache, prompts, actions, score)
+        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
     return policy(prompts, actions)
 
 
@@ -122,6 +133,7 @@ def play_episodes(
         return {"seed": episode_seed, "prompt": prompt, "info": info, "return": 0.0, "length": 0, "steps": []}
 
     running: list[dict[str, Any] | None] = [start(slot, next(seeds)) for slot in envs]  # None: seeds ran out
+    state_cache: dict = {}  # the policy is fixed while it plays: each state is scored once
     bar = tqdm(total=episodes, desc=description, disable=not progress, leave=False)
     while any(r is not None for r in running):
         active = [i for i, r in enumerate(running) if r is not None]
@@ -132,6 +144,7 @@ def play_episodes(
             [info["valid_actions"] for info in infos],
             infos,
             [envs[i] for i in active],
+            state_cache,
         ).float()
         choices = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         for row, (i, action) in enumerate(zip(active, choices.tolist(), strict=True)):

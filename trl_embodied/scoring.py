@@ -13,6 +13,13 @@ hidden state the naive sequence would give, while the prompt is computed once. T
 at the positions whose next token is an action token, never over the prompt. The same call with
 gradients serves the PPO update, and it needs no KV cache, so gradient checkpointing works with it.
 
+Repeated states. Environments revisit states: a rollout's environments start alike, and Tomato Salad's
+128-step PPO iterations visit about 8 distinct (prompt, actions) pairs. :meth:`ActionScorer.score` runs
+each distinct pair of its batch once and indexes the result back to every copy, so a repeated row costs
+nothing and its gradient is the sum over its copies, exactly as if each were scored on its own.
+:func:`memoized_states` carries the same idea across calls while a policy's parameters stay fixed (a
+rollout, an evaluation).
+
 Tokenization. Actions are tokenized as they appear after the prompt: the tokens of
 ``prompt + " " + action`` beyond the prompt's own tokens. Where a tokenizer merges tokens across that
 boundary (the joint tokens do not start with the prompt's tokens), the scorer keeps the prompt's tokens
@@ -25,9 +32,9 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -97,6 +104,44 @@ class ActionScores:
 
     def __len__(self) -> int:
         return self.scores.shape[0]
+
+
+State = tuple[str, tuple[str, ...]]
+
+
+def unique_states(
+    prompts: Sequence[str], actions: Sequence[Sequence[str]]
+) -> tuple[list[State], torch.Tensor]:
+    """The distinct ``(prompt, actions)`` pairs of a batch, in order of first appearance, and ``[B]`` the
+    index of each row's pair among them."""
+    keys = [(prompt, tuple(env_actions)) for prompt, env_actions in zip(prompts, actions, strict=True)]
+    position: dict[State, int] = {}
+    inverse = [position.setdefault(key, len(position)) for key in keys]
+    return list(position), torch.tensor(inverse, dtype=torch.long)
+
+
+def memoized_states(
+    cache: dict[Hashable, Any],
+    prompts: Sequence[str],
+    actions: Sequence[Sequence[str]],
+    compute: Callable[[list[str], list[list[str]]], Sequence[Any]],
+) -> list[Any]:
+    """Each state's result, from ``cache`` where it is there, else from one ``compute`` call over the
+    distinct missing states (which fills the cache).
+
+    Valid only while the policy behind ``compute`` stays fixed: the caller owns the cache and empties it
+    whenever the parameters change (the trainer at every rollout, an evaluation per call).
+
+    Args:
+        cache: maps ``(prompt, tuple(actions))`` to a result.
+        compute: ``compute(prompts, actions)`` returns one result per state, in order.
+    """
+    states, inverse = unique_states(prompts, actions)
+    missing = [state for state in states if state not in cache]
+    if missing:
+        results = compute([prompt for prompt, _ in missing], [list(acts) for _, acts in missing])
+        cache.update(zip(missing, results, strict=True))
+    return [cache[states[i]] for i in inverse.tolist()]
 
 
 @dataclass
@@ -203,7 +248,13 @@ class ActionScorer:
             check_valid_actions(env_actions, sys.maxsize, f"environment {index}")
 
     # -- packing -------------------------------------------------------------------------------------
-    def _pack(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> _Batch:
+    def _pack(
+        self,
+        prompts: Sequence[str],
+        actions: Sequence[Sequence[str]],
+        env_names: Sequence[int] | None = None,
+    ) -> _Batch:
+        """Pack the batch; ``env_names[b]`` is row ``b``'s environment index in the caller's batch."""
         max_actions = max([1, *(len(a) for a in actions)])
         rows, positions, segments, prompt_lengths = [], [], [], []
         token_env, token_source, token_target, token_action = [], [], [], []
@@ -214,7 +265,8 @@ class ActionScorer:
             longest = max((len(ids) for ids in action_ids), default=0)
             if self.max_positions is not None and p + longest > self.max_positions:
                 raise ValueError(
-                    f"environment {b}: the prompt ({p} tokens) plus its longest action ({longest} tokens) exceeds "
+                    f"environment {b if env_names is None else env_names[b]}: the prompt ({p} tokens) plus its "
+                    f"longest action ({longest} tokens) exceeds "
                     f"the model's context of {self.max_positions} positions; shorten the prompt. Nothing is "
                     "truncated silently."
                 )
@@ -291,6 +343,8 @@ class ActionScorer:
     def score(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> ActionScores:
         """Score each environment's valid actions; runs with gradients unless the caller disables them.
 
+        Each distinct ``(prompt, actions)`` pair of the batch is computed once and shared by its copies.
+
         Args:
             prompts: ``B`` prompt texts.
             actions: ``B`` lists of valid action texts (non-empty, unique, str), each of its own length.
@@ -304,19 +358,29 @@ class ActionScorer:
             log-probabilities.
         """
         self._check(prompts, actions)
-        batch = self._pack(prompts, actions)
+        states, inverse = unique_states(prompts, actions)
+        first_row: dict[int, int] = {}  # each state's first environment, for error messages
+        for row, state in enumerate(inverse.tolist()):
+            first_row.setdefault(state, row)
+        batch = self._pack(
+            [prompt for prompt, _ in states], [list(acts) for _, acts in states], list(first_row.values())
+        )
         hidden = self._hidden_states(batch)
         device = hidden.device
         env, source = batch.token_env.to(device), batch.token_source.to(device)
         target = batch.token_target.to(device)
         logits = self.lm_head(hidden[env, source]).float()  # [N, V]: only where an action token is next
         token_logprobs = logits.gather(-1, target[:, None]).squeeze(-1) - logits.logsumexp(-1)
-        size = len(prompts) * batch.max_actions
-        logprobs = torch.zeros(size, dtype=torch.float32, device=device)
+        logprobs = torch.zeros(len(states) * batch.max_actions, dtype=torch.float32, device=device)
         logprobs = logprobs.index_add(0, batch.token_action.to(device), token_logprobs)
-        logprobs = logprobs.view(len(prompts), batch.max_actions)
+        last_prompt_token = batch.prompt_lengths.to(device) - 1
+        prompt_hidden = hidden[torch.arange(len(states), device=device), last_prompt_token]
 
-        num_tokens = batch.num_tokens.to(device)
+        # Back to one row per environment: indexing, so a shared row's gradient sums over its copies.
+        rows = inverse.to(device)
+        logprobs = logprobs.view(len(states), batch.max_actions)[rows]
+        prompt_hidden = prompt_hidden[rows]
+        num_tokens = batch.num_tokens.to(device)[rows]
         mask = num_tokens > 0
         num_words = torch.zeros_like(num_tokens)
         for b, env_actions in enumerate(actions):
@@ -325,18 +389,19 @@ class ActionScorer:
         scores = _normalize(logprobs, num_tokens, num_words, self.normalization).masked_fill(
             ~mask, float("-inf")
         )
-        last_prompt_token = batch.prompt_lengths.to(device) - 1
-        prompt_hidden = hidden[torch.arange(len(prompts), device=device), last_prompt_token]
         return ActionScores(
             logprobs=logprobs, scores=scores, mask=mask, num_tokens=num_tokens, hidden=prompt_hidden
         )
 
     def prompt_hidden(self, prompts: Sequence[str]) -> torch.Tensor:
-        """``[B, H]`` the last hidden state at each prompt's last token, without scoring any action."""
-        batch = self._pack(prompts, [[] for _ in prompts])
+        """``[B, H]`` the last hidden state at each prompt's last token, without scoring any action; each
+        distinct prompt computed once."""
+        states, inverse = unique_states(prompts, [() for _ in prompts])
+        batch = self._pack([prompt for prompt, _ in states], [[] for _ in states])
         hidden = self._hidden_states(batch)
-        rows = torch.arange(len(prompts), device=hidden.device)
-        return hidden[rows, batch.prompt_lengths.to(hidden.device) - 1]
+        rows = torch.arange(len(states), device=hidden.device)
+        last = hidden[rows, batch.prompt_lengths.to(hidden.device) - 1]
+        return last[inverse.to(hidden.device)]
 
     @staticmethod
     def _check_finite(logprobs: torch.Tensor, mask: torch.Tensor, actions: Sequence[Sequence[str]]) -> None:

@@ -41,6 +41,7 @@ from trl.trainer.base_trainer import _BaseTrainer
 from trl_embodied.envs.registration import make_env
 from trl_embodied.evaluation import evaluate_policy
 from trl_embodied.modeling import EmbodiedActorCritic, load_adapter, load_base_model, load_value_head
+from trl_embodied.scoring import memoized_states
 from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig, parse_dict_argument
 from trl_embodied.trainer.ppo import (
     clipped_policy_loss,
@@ -219,6 +220,9 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._last_success_rate: dict[str, float] = {}
         self._trajectory_rows: list[dict[str, Any]] = []  # with save_rollouts, on the main process
         self._episodes_recorded = 0
+        # The current policy's scores per state, kept while the parameters stay fixed (one rollout, one
+        # evaluation): environments revisit states, and a revisited state costs no forward.
+        self._state_cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- environments ----------------------------------------------------------------------------------
     @staticmethod
@@ -313,11 +317,34 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return self._buffer[position]
 
     # -- rollout ---------------------------------------------------------------------------------------
-    def _policy(self, prompts: list[str], actions: list[list[str]]):
-        """The actor-critic without gradients, in the update's precision (bf16 autocast when ``bf16``), so
-        that the rollout's log-probs and the update's agree on dtype."""
+    def _policy(
+        self, prompts: list[str], actions: list[list[str]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The current policy without gradients, in the update's precision (bf16 autocast when ``bf16``), so
+        that the rollout's log-probs and the update's agree on dtype.
+
+        Returns ``[B, K]`` log pi(a | s) on the CPU (-inf at padding), ``[B]`` values on the CPU and
+        ``[B, H]`` the critic's input features. Each state's scores come from ``self._state_cache`` when it
+        was scored since the parameters last changed; the values are computed afresh, because the value
+        head's input statistics move during a rollout.
+        """
+        model = self.accelerator.unwrap_model(self.model)
+
+        def score(
+            new_prompts: list[str], new_actions: list[list[str]]
+        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            output = model(new_prompts, new_actions)
+            log_policy = output.scores.log_policy.float().cpu()
+            return [(log_policy[i, : len(a)], output.hidden[i]) for i, a in enumerate(new_actions)]
+
         with torch.no_grad(), self.autocast_smart_context_manager():
-            return self.accelerator.unwrap_model(self.model)(prompts, actions)
+            states = memoized_states(self._state_cache, prompts, actions, score)
+            hidden = torch.stack([features for _, features in states])
+            values = model.value_head(hidden.float()).float().cpu()
+        log_policy = torch.nn.utils.rnn.pad_sequence(
+            [row for row, _ in states], batch_first=True, padding_value=float("-inf")
+        )
+        return log_policy, values, hidden
 
     def _rollout(self) -> list[dict[str, Any]]:
         """Play ``rollout_steps`` decision steps in every env slot; return the iteration's minibatches."""
@@ -329,6 +356,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._metrics["env_steps_per_second"].append(transitions / iteration_seconds)
             self._metrics["time/update_seconds"].append(self._update_seconds)
         self._iteration_start, self._update_seconds = now, 0.0
+        self._state_cache.clear()  # the parameters changed since the last rollout
         if self.slots is None:
             self.slots = self._make_slots()
         steps, envs = args.rollout_steps, args.num_envs
@@ -348,17 +376,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             prompts.append([slot.prompt for slot in self.slots])
             actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
             start = time.perf_counter()
-            output = self._policy(prompts[t], actions[t])
+            log_policy, values[t], critic_features = self._policy(prompts[t], actions[t])
             scoring_seconds += time.perf_counter() - start
             # The value head standardizes its input with running statistics of the states the rollouts
             # visit, the same on every process.
-            critic_features = self.accelerator.gather(output.hidden.float().contiguous())
+            critic_features = self.accelerator.gather(critic_features.float().contiguous())
             self.accelerator.unwrap_model(self.model).value_head.feature_norm.update(critic_features)
-            chosen[t] = torch.multinomial(
-                output.scores.probs.float().cpu(), 1, generator=self.generator
-            ).squeeze(-1)
-            logprobs[t] = output.scores.log_policy.float().cpu().gather(1, chosen[t][:, None]).squeeze(-1)
-            values[t] = output.values.float().cpu()
+            chosen[t] = torch.multinomial(log_policy.exp(), 1, generator=self.generator).squeeze(-1)
+            logprobs[t] = log_policy.gather(1, chosen[t][:, None]).squeeze(-1)
             start = time.perf_counter()
             final_states = []  # (slot index, prompt, actions) of truncated episodes: their value bootstraps
             for n, slot in enumerate(self.slots):
@@ -369,7 +394,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                             "prompt": slot.prompt,
                             "valid_actions": actions[t][n],
                             "action": int(chosen[t, n]),
-                            "action_probs": output.scores.probs[n, : len(actions[t][n])].float().tolist(),
+                            "action_probs": log_policy[n, : len(actions[t][n])].exp().tolist(),
                             "reward": float(reward),
                         }
                     )
@@ -397,21 +422,21 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             env_seconds += time.perf_counter() - start
             if final_states:
                 start = time.perf_counter()
-                final_values = self._policy(
+                _, final_values, _ = self._policy(
                     [p for _, p, _ in final_states], [a for _, _, a in final_states]
-                ).values
+                )
                 scoring_seconds += time.perf_counter() - start
-                for (n, _, _), value in zip(final_states, final_values.float().cpu(), strict=True):
+                for (n, _, _), value in zip(final_states, final_values, strict=True):
                     next_values[t, n] = value
         start = time.perf_counter()
-        bootstrap = self._policy(
+        _, bootstrap, _ = self._policy(
             [s.prompt for s in self.slots], [list(s.info["valid_actions"]) for s in self.slots]
-        ).values
+        )
         scoring_seconds += time.perf_counter() - start
         # V(s_{t+1}): the next step's value, except where the episode ended (truncated: the final state's
         # value set above; terminated: unused).
         ended = terminated | truncated
-        following = torch.cat([values[1:], bootstrap.float().cpu()[None]])
+        following = torch.cat([values[1:], bootstrap[None]])
         next_values = torch.where(ended, next_values, following)
         advantages, returns = compute_gae(
             rewards,
@@ -547,8 +572,9 @@ class EmbodiedPPOTrainer(_BaseTrainer):
     ) -> dict[str, float]:
         """Play ``eval_episodes`` episodes of ``eval_env`` per process and log success rate and return."""
         rank = self.accelerator.process_index
+        self._state_cache.clear()  # the parameters changed since the rollout
         result = evaluate_policy(
-            lambda prompts, actions: self._policy(list(prompts), [list(a) for a in actions]).scores.probs,
+            lambda prompts, actions: self._policy(list(prompts), [list(a) for a in actions])[0].exp(),
             self.eval_env,
             self.args.eval_episodes,
             greedy=self.args.eval_greedy,

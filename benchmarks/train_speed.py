@@ -5,13 +5,18 @@ Both train the same LoRA actor-critic on the same task with the same PPO arithme
 - ``trainer``: EmbodiedPPOTrainer (prefix-shared scoring, all envs of a step in one forward, whole
   minibatches per forward + backward, the LM head only at action tokens), float32;
 - ``trainer_bf16``: the same with ``bf16=True`` (autocast in rollout and update alike);
+- ``trainer_no_state_reuse``: float32 with every row run through the model, as before states were reused
+  (each distinct (prompt, actions) pair scored once per batch, and once per rollout): the lever on its own;
 - ``plain``: the reference loop of the DESIGN's measurement: each action scored as its own
   prompt + action sequence (one forward per environment and step, its actions padded into a batch), a
   separate forward for the value, and one transition per forward + backward in the update.
 
-Decision steps per second are end to end (rollout + update) for one steady-state PPO iteration (the
-trainer's second of three; the plain loop's only one, after a warm-up forward), with the time split into
-scoring, environment, update and overhead, and each measurement's peak extra memory (its own process).
+Decision steps per second are end to end (rollout + update), with the time split into scoring,
+environment, update and overhead, and each measurement's peak extra memory (its own process). The trainer
+runs six PPO iterations and reports iterations 2-5 together (the first carries one-off costs; the sixth's
+update is not timed): with state reuse its speed depends on how many distinct states a rollout visits,
+which changes as the policy does, so the distinct states of each measured rollout are reported too. The
+plain loop runs one iteration after a warm-up forward (it reuses nothing, so one is representative).
 Shapes: Tomato Salad (4 envs x 32 steps, 5 actions, ~45-token prompts) and Entertainment (4 envs x 8
 steps, 17 actions, ~55-95-token prompts; fewer steps to bound the plain loop's time).
 
@@ -40,18 +45,38 @@ SHAPES = {
     "entertainment": {"env_id": "trl_embodied/Household-Entertainment-v0", "num_envs": 4, "rollout_steps": 8},
 }
 MINIBATCH = 32  # transitions per optimizer step, both methods
-ITERATIONS = 3
+ITERATIONS = 6  # trainer iterations; the first and the last are not measured
 
 
 def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_trainer(shape: str, bf16: bool) -> dict:
-    """Three PPO iterations; report the second (the first carries one-off costs)."""
+def run_every_row() -> None:
+    """Switch state reuse off in this process: every row of a batch and of a rollout goes through the model."""
+    import torch
+
+    import trl_embodied.scoring
+    import trl_embodied.trainer.embodied_ppo_trainer as trainer_module
+
+    def every_row(prompts, actions):
+        return [(p, tuple(a)) for p, a in zip(prompts, actions, strict=True)], torch.arange(len(prompts))
+
+    def no_memo(cache, prompts, actions, compute):
+        return list(compute(list(prompts), [list(a) for a in actions]))
+
+    trl_embodied.scoring.unique_states = every_row
+    trainer_module.memoized_states = no_memo
+
+
+def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
+    """``ITERATIONS`` PPO iterations; report iterations 2 to ``ITERATIONS - 1`` together."""
     from transformers import TrainerCallback
 
     from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
+
+    if not reuse_states:
+        run_every_row()
 
     spec = SHAPES[shape]
     transitions = spec["num_envs"] * spec["rollout_steps"]
@@ -82,20 +107,25 @@ def measure_trainer(shape: str, bf16: bool) -> dict:
     trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[Record()])
     trainer.train()
     # The first optimizer step of iteration i logs iteration i's rollout times together with iteration
-    # i - 1's wall time and update time. Iteration 1 (the second) is the steady state.
+    # i - 1's wall time and update time.
     rollouts = [log for log in Record.logs if "time/scoring_seconds" in log]
-    second = rollouts[1]
-    iteration = rollouts[2]
-    seconds = transitions / iteration["env_steps_per_second"]
-    update = iteration["time/update_seconds"]
+    measured = range(1, ITERATIONS - 1)
+    seconds = sum(transitions / rollouts[i + 1]["env_steps_per_second"] for i in measured)
+    scoring = sum(rollouts[i]["time/scoring_seconds"] for i in measured)
+    env = sum(rollouts[i]["time/env_seconds"] for i in measured)
+    update = sum(rollouts[i + 1]["time/update_seconds"] for i in measured)
     return {
-        "decision_steps_per_second": iteration["env_steps_per_second"],
-        "iteration_seconds": seconds,
-        "scoring_seconds": second["time/scoring_seconds"],
-        "env_seconds": second["time/env_seconds"],
-        "update_seconds": update,
-        "overhead_seconds": seconds - second["time/scoring_seconds"] - second["time/env_seconds"] - update,
+        "decision_steps_per_second": transitions * len(measured) / seconds,
+        "iterations": len(measured),
+        "iteration_seconds": seconds / len(measured),
+        "scoring_seconds": scoring / len(measured),
+        "env_seconds": env / len(measured),
+        "update_seconds": update / len(measured),
+        "overhead_seconds": (seconds - scoring - env - update) / len(measured),
         "peak_extra_memory_mb": peak_memory_mb() - memory_before,
+        # States each measured rollout ran through the model, of its num_envs x rollout_steps decisions
+        # (+ bootstraps): the distinct ones with reuse, every one without.
+        "rollout_states_scored": [rollouts[i]["rollout/states_scored"] for i in measured],
     }
 
 
@@ -207,9 +237,10 @@ def main() -> None:
         row = {"shape": spec}
         row["trainer"] = isolated(measure_trainer, shape, False)
         row["trainer_bf16"] = isolated(measure_trainer, shape, True)
+        row["trainer_no_state_reuse"] = isolated(measure_trainer, shape, False, False)
         row["plain"] = isolated(measure_plain, shape)
         plain = row["plain"]["decision_steps_per_second"]
-        for method in ("trainer", "trainer_bf16", "plain"):
+        for method in ("trainer", "trainer_bf16", "trainer_no_state_reuse", "plain"):
             figures = row[method]
             figures["ratio_to_plain"] = figures["decision_steps_per_second"] / plain
             print(
@@ -218,6 +249,7 @@ def main() -> None:
                 f"{figures['scoring_seconds']:.1f} + env {figures['env_seconds']:.2f} + update "
                 f"{figures['update_seconds']:.1f} + overhead {figures['overhead_seconds']:.1f}; peak extra memory "
                 f"{figures['peak_extra_memory_mb']:.0f} MB"
+                + (f"; rollout states scored {figures['rollout_states_scored']}" if method != "plain" else "")
             )
         results["shapes"][shape] = row
     results["machine"] = f"{platform.machine()}, {multiprocessing.cpu_count()} cores, CPU only"

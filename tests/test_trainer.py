@@ -226,6 +226,8 @@ def test_each_distinct_state_is_scored_once_per_rollout_and_evaluation(tmp_path,
     )
     trainer.train()
     assert forwards == [(False, 1), (True, 1), (True, 1)]
+    (rollout_log,) = [h for h in trainer.state.log_history if "rollout/states_scored" in h]
+    assert rollout_log["rollout/states_scored"] == 1
     forwards.clear()
     trainer.evaluate()
     assert forwards == [(False, 1)]

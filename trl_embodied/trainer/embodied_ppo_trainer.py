@@ -223,6 +223,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         # The current policy's scores per state, kept while the parameters stay fixed (one rollout, one
         # evaluation): environments revisit states, and a revisited state costs no forward.
         self._state_cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._states_scored = 0  # states run through the model since the cache was last emptied
 
     # -- environments ----------------------------------------------------------------------------------
     @staticmethod
@@ -333,6 +334,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         def score(
             new_prompts: list[str], new_actions: list[list[str]]
         ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            self._states_scored += len(new_prompts)
             output = model(new_prompts, new_actions)
             log_policy = output.scores.log_policy.float().cpu()
             return [(log_policy[i, : len(a)], output.hidden[i]) for i, a in enumerate(new_actions)]
@@ -357,6 +359,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._metrics["time/update_seconds"].append(self._update_seconds)
         self._iteration_start, self._update_seconds = now, 0.0
         self._state_cache.clear()  # the parameters changed since the last rollout
+        self._states_scored = 0
         if self.slots is None:
             self.slots = self._make_slots()
         steps, envs = args.rollout_steps, args.num_envs
@@ -521,6 +524,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         )
         self._metrics["value/mean"].append(float(values.mean()))
         self._metrics["time/scoring_seconds"].append(scoring_seconds)
+        # How much the rollout reused: states it ran through the model (distinct ones, bootstraps included).
+        self._metrics["rollout/states_scored"].append(float(self._states_scored))
         self._metrics["time/env_seconds"].append(env_seconds)
 
     # -- the loss --------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ TASKS = {
     "food_preparation": "trl_embodied/Household-FoodPreparation-v0",
     "entertainment": "trl_embodied/Household-Entertainment-v0",
 }
+# The paper's discounts: 0.99 in Overcooked, 0.95 in the household (VirtualHome) tasks; both methods use them.
+GAMMA = {"tomato_salad": 0.99, "tomato_lettuce_salad": 0.99, "food_preparation": 0.95, "entertainment": 0.95}
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 
 
@@ -54,6 +56,7 @@ def run_twosome(
         seed=seed,
         stop_at_target=stop_at_target,
         bf16=bf16,
+        gamma=GAMMA[task],
     )
     return record
 
@@ -63,6 +66,7 @@ def run_mlp(task: str, seed: int, total_env_steps: int, eval_every: int, eval_ep
 
     config = MLPPPOConfig(
         env_id=TASKS[task],
+        gamma=GAMMA[task],
         total_env_steps=total_env_steps,
         eval_every=eval_every,
         eval_episodes=eval_episodes,

@@ -14,6 +14,8 @@ import torch
 from transformers import set_seed
 
 from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer
+from trl_embodied.scoring import naive_action_logprobs
+from trl_embodied.trainer.ppo import clipped_policy_loss, clipped_value_loss
 from trl_embodied.trajectories import TRAJECTORY_FEATURES
 
 from .conftest import build_llama
@@ -231,6 +233,66 @@ def test_each_distinct_state_is_scored_once_per_rollout_and_evaluation(tmp_path,
     forwards.clear()
     trainer.evaluate()
     assert forwards == [(False, 1)]
+
+
+def test_ppo_loss_and_gradients_equal_the_plain_computation(tmp_path, tokenizer, task_batch):
+    """compute_loss (prefix-shared, one forward for the minibatch, repeated states computed once) against
+    the plain way: every transition its own sequences, one per action, and its own forward for the value.
+    The minibatch mixes 5, 17 and 8 actions, prompts of three lengths, and repeats two states."""
+    prompts, actions = task_batch
+    order = [0, 1, 2, 0, 2, 0]
+    inputs = {
+        "prompts": [prompts[i] for i in order],
+        "actions": [actions[i] for i in order],
+        "chosen": torch.tensor([1, 16, 3, 4, 0, 1]),
+        "logprobs": torch.tensor([-1.7, -2.9, -2.0, -1.4, -2.2, -1.5]),
+        "values": torch.tensor([0.1, -0.2, 0.3, 0.0, 0.5, -0.4]),
+        "advantages": torch.tensor([1.0, -0.5, 0.3, -1.2, 0.8, 0.6]),
+        "returns": torch.tensor([0.4, 0.1, 0.9, -0.3, 0.2, 0.7]),
+    }
+    trainers = [make_trainer(tmp_path / name, tokenizer, target_kl=None) for name in ("fast", "plain")]
+    models = [trainer.model for trainer in trainers]
+    for model in models:  # the same non-trivial adapter in both (LoRA's B starts at zero)
+        torch.manual_seed(1)
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.data.normal_(0.0, 0.05)
+    args = trainers[0].args
+
+    fast_loss = trainers[0].compute_loss(models[0], inputs)
+    fast_loss.backward()
+
+    plain = models[1]
+    plain_loss = torch.zeros(())
+    for j, (prompt, env_actions) in enumerate(zip(inputs["prompts"], inputs["actions"], strict=True)):
+        logprobs = naive_action_logprobs(plain.policy, tokenizer, [prompt], [env_actions])[0]
+        words = torch.tensor([len(a.split()) for a in env_actions], dtype=torch.float32)
+        log_policy = torch.log_softmax(logprobs / words, -1)
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        hidden = plain.policy(input_ids=ids, output_hidden_states=True).hidden_states[-1][0, -1]
+        value = plain.value_head(hidden[None].float())
+        policy = clipped_policy_loss(
+            log_policy[inputs["chosen"][j]][None],
+            inputs["logprobs"][j][None],
+            inputs["advantages"][j][None],
+            args.clip_range,
+        )
+        value_loss = clipped_value_loss(
+            value, inputs["values"][j][None], inputs["returns"][j][None], args.clip_range_value
+        )
+        entropy = -(log_policy.exp() * log_policy).sum()
+        transition = policy.loss + args.vf_coef * value_loss - args.ent_coef * entropy
+        plain_loss = plain_loss + transition / len(order)  # every term is a mean over the minibatch
+    plain_loss.backward()
+
+    assert torch.allclose(fast_loss, plain_loss, rtol=1e-4, atol=1e-6)
+    checked = 0
+    for (name, fast), slow in zip(models[0].named_parameters(), plain.parameters(), strict=True):
+        if fast.requires_grad:
+            assert slow.grad.abs().max() > 0, name
+            assert torch.allclose(fast.grad, slow.grad, rtol=1e-4, atol=1e-4 * slow.grad.abs().max()), name
+            checked += 1
+    assert checked > 4  # LoRA A and B of several layers, and the value head
 
 
 @pytest.mark.parametrize("critic_backbone", ["shared", "frozen"])

@@ -73,7 +73,7 @@ class LogEpisodesCallback(TrainerCallback):
             return
         trainer = self.trainer
         records, _ = play_episodes(
-            lambda prompts, actions: trainer._policy(list(prompts), [list(a) for a in actions]).scores.probs,
+            trainer.current_policy(),
             trainer.eval_env,
             self.num_episodes,
             greedy=self.greedy,

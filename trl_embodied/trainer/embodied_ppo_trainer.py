@@ -348,6 +348,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         )
         return log_policy, values, hidden
 
+    def current_policy(self) -> Callable[[Sequence[str], Sequence[Sequence[str]]], torch.Tensor]:
+        """The policy as it is now, as ``evaluate_policy`` and ``play_episodes`` take it:
+        ``(prompts, actions) -> [B, K]`` probabilities, each state scored once while the parameters stay
+        as they are (train again before playing with it, and ask for a new one)."""
+        self._state_cache.clear()  # scores of earlier parameters
+        return lambda prompts, actions: self._policy(list(prompts), [list(a) for a in actions])[0].exp()
+
     def _rollout(self) -> list[dict[str, Any]]:
         """Play ``rollout_steps`` decision steps in every env slot; return the iteration's minibatches."""
         args = self.args
@@ -577,9 +584,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
     ) -> dict[str, float]:
         """Play ``eval_episodes`` episodes of ``eval_env`` per process and log success rate and return."""
         rank = self.accelerator.process_index
-        self._state_cache.clear()  # the parameters changed since the rollout
         result = evaluate_policy(
-            lambda prompts, actions: self._policy(list(prompts), [list(a) for a in actions])[0].exp(),
+            self.current_policy(),
             self.eval_env,
             self.args.eval_episodes,
             greedy=self.args.eval_greedy,

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from trl_embodied import ActionScorer
-from trl_embodied.scoring import memoized_states, naive_action_logprobs
+from trl_embodied import ActionScorer, memoized_states
+from trl_embodied.scoring import naive_action_logprobs
 
 from .conftest import build_gpt2, build_llama
 

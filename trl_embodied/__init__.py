@@ -28,7 +28,7 @@ from trl_embodied.modeling import (
     load_base_model,
 )
 from trl_embodied.plotting import plot_learning_curves
-from trl_embodied.scoring import ActionScorer, ActionScores
+from trl_embodied.scoring import ActionScorer, ActionScores, memoized_states
 from trl_embodied.trainer import EmbodiedPPOConfig, EmbodiedPPOTrainer
 from trl_embodied.trajectories import collect_trajectories, to_prompt_completion
 
@@ -46,6 +46,7 @@ __all__ = [
     "to_prompt_completion",
     "ActionScorer",
     "ActionScores",
+    "memoized_states",
     "ActorCriticOutput",
     "EmbodiedActorCritic",
     "ValueHead",

@@ -129,3 +129,42 @@ def train_twosome(
         "bf16": bool(overrides.get("bf16", False)),
     }
     return trainer, record
+
+
+def warm_start(
+    env_id: str, seed: int, demonstration_episodes: int, epochs: float, learning_rate: float
+) -> tuple[str, dict]:
+    """Clone ``env_id``'s planner demonstrations into a LoRA adapter on the default model (TRL's SFTTrainer);
+    return the adapter's folder and what it cost."""
+    from trl import SFTConfig
+
+    from trl_embodied.scripts.sft import WarmStartArguments, main
+
+    output_dir = tempfile.mkdtemp(prefix="sft-warm-start-")
+    sft_args = SFTConfig(
+        output_dir=output_dir,
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=8,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+        seed=seed,
+    )
+    start = time.perf_counter()
+    trainer = main(WarmStartArguments(env_id=env_id, demonstration_episodes=demonstration_episodes), sft_args)
+    cost = {
+        "demonstration_episodes": demonstration_episodes,
+        "demonstration_steps": len(trainer.train_dataset),
+        "sft_epochs": epochs,
+        "sft_learning_rate": learning_rate,
+        "sft_optimizer_steps": trainer.state.global_step,
+        "sft_final_loss": next(
+            (row["loss"] for row in reversed(trainer.state.log_history) if "loss" in row), None
+        ),
+        "sft_wall_seconds": time.perf_counter() - start,
+    }
+    return output_dir, cost

@@ -13,54 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import time
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, train_twosome
+from common import TARGET, add_learning_arguments, train_twosome, warm_start
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "warm_start"
 COLD_RUNS = RESULTS / "sample_efficiency" / "tomato_salad"
 ENV_ID = "trl_embodied/Overcooked-TomatoSalad-v0"
-
-
-def warm_start(
-    seed: int, demonstration_episodes: int, epochs: float, learning_rate: float
-) -> tuple[str, dict]:
-    """Train the SFT adapter on the default model; return its folder and what it cost."""
-    from trl import SFTConfig
-
-    from trl_embodied.scripts.sft import WarmStartArguments, main
-
-    output_dir = tempfile.mkdtemp(prefix="sft-warm-start-")
-    sft_args = SFTConfig(
-        output_dir=output_dir,
-        num_train_epochs=epochs,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=8,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        disable_tqdm=True,
-        seed=seed,
-    )
-    start = time.perf_counter()
-    trainer = main(WarmStartArguments(env_id=ENV_ID, demonstration_episodes=demonstration_episodes), sft_args)
-    cost = {
-        "demonstration_episodes": demonstration_episodes,
-        "demonstration_steps": len(trainer.train_dataset),
-        "sft_epochs": epochs,
-        "sft_learning_rate": learning_rate,
-        "sft_optimizer_steps": trainer.state.global_step,
-        "sft_final_loss": next(
-            (row["loss"] for row in reversed(trainer.state.log_history) if "loss" in row), None
-        ),
-        "sft_wall_seconds": time.perf_counter() - start,
-    }
-    return output_dir, cost
 
 
 def report() -> None:
@@ -110,7 +70,9 @@ def main() -> None:
         return
     RUNS.mkdir(parents=True, exist_ok=True)
     for seed in args.seed:
-        adapter, cost = warm_start(seed, args.demonstration_episodes, args.sft_epochs, args.sft_learning_rate)
+        adapter, cost = warm_start(
+            ENV_ID, seed, args.demonstration_episodes, args.sft_epochs, args.sft_learning_rate
+        )
         _, record = train_twosome(
             ENV_ID,
             total_env_steps=args.total_env_steps,

@@ -130,3 +130,13 @@ def test_zero_shot_comparison_disables_the_adapter(tokenizer):
     adapted = evaluate_policy(model, TOMATO_SALAD, episodes=2, progress=False)
     assert row["trained"].episodes == adapted.episodes
     assert "| Overcooked-TomatoSalad-v0 |" in format_comparison([row])
+    (sampled,) = compare_zero_shot(model, [TOMATO_SALAD], episodes=2, progress=False, greedy=False)
+    base = evaluate_policy(
+        plain,
+        TOMATO_SALAD,
+        episodes=2,
+        greedy=False,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    assert sampled["zero_shot"].episodes == base.episodes

@@ -237,6 +237,7 @@ def compare_zero_shot(
     *,
     seed: int = 0,
     progress: bool = True,
+    greedy: bool = True,
 ) -> list[dict[str, Any]]:
     """Each env played by the same model without its adapter (zero-shot, SayCan-style) and with it.
 
@@ -244,15 +245,30 @@ def compare_zero_shot(
         model: an :class:`~trl_embodied.EmbodiedActorCritic` (its adapter is disabled for the zero-shot run,
             so no second copy of the base model is loaded).
         envs: gymnasium ids (e.g. the unseen household tasks).
+        greedy: play the most probable action, else sample the policy (both runs from the same
+            generator seed).
 
     Returns:
         One row per env: ``{"env", "zero_shot": EvaluationResult, "trained": EvaluationResult}``.
     """
     rows = []
     for env_id in envs:
+
+        def play(env_id: str = env_id) -> EvaluationResult:
+            generator = torch.Generator().manual_seed(seed)
+            return evaluate_policy(
+                model.scorer,
+                env_id,
+                episodes,
+                greedy=greedy,
+                seed=seed,
+                generator=generator,
+                progress=progress,
+            )
+
         with model.policy.disable_adapter():
-            zero_shot = evaluate_policy(model.scorer, env_id, episodes, seed=seed, progress=progress)
-        trained = evaluate_policy(model.scorer, env_id, episodes, seed=seed, progress=progress)
+            zero_shot = play()
+        trained = play()
         rows.append({"env": env_id, "zero_shot": zero_shot, "trained": trained})
     return rows
 

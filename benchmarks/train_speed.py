@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import isolated
+from common import QUIET_RUN, isolated
 
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
 SHAPES = {
@@ -60,7 +60,8 @@ def run_every_row() -> None:
     import trl_embodied.trainer.embodied_ppo_trainer as trainer_module
 
     def every_row(prompts, actions):
-        return [(p, tuple(a)) for p, a in zip(prompts, actions, strict=True)], torch.arange(len(prompts))
+        states = [(p, tuple(a)) for p, a in zip(prompts, actions, strict=True)]
+        return trl_embodied.scoring.UniqueStates(states, torch.arange(len(states)), list(range(len(states))))
 
     def no_memo(cache, prompts, actions, compute):
         return list(compute(list(prompts), [list(a) for a in actions]))
@@ -88,13 +89,10 @@ def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
         per_device_train_batch_size=min(MINIBATCH, transitions),
         target_kl=None,  # every minibatch runs: the full work of an iteration
         max_steps=ITERATIONS * transitions // min(MINIBATCH, transitions),
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
         bf16=bf16,
         use_cpu=True,
         seed=0,
+        **QUIET_RUN,
     )
 
     class Record(TrainerCallback):

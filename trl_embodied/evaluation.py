@@ -251,25 +251,19 @@ def compare_zero_shot(
     Returns:
         One row per env: ``{"env", "zero_shot": EvaluationResult, "trained": EvaluationResult}``.
     """
+
+    def play(env_id: str) -> EvaluationResult:
+        # Both runs of an env replay the same episodes (env seeds) and, when sampling, the same draws.
+        generator = torch.Generator().manual_seed(seed)
+        return evaluate_policy(
+            model.scorer, env_id, episodes, greedy=greedy, seed=seed, generator=generator, progress=progress
+        )
+
     rows = []
     for env_id in envs:
-
-        def play(env_id: str = env_id) -> EvaluationResult:
-            generator = torch.Generator().manual_seed(seed)
-            return evaluate_policy(
-                model.scorer,
-                env_id,
-                episodes,
-                greedy=greedy,
-                seed=seed,
-                generator=generator,
-                progress=progress,
-            )
-
         with model.policy.disable_adapter():
-            zero_shot = play()
-        trained = play()
-        rows.append({"env": env_id, "zero_shot": zero_shot, "trained": trained})
+            zero_shot = play(env_id)
+        rows.append({"env": env_id, "zero_shot": zero_shot, "trained": play(env_id)})
     return rows
 
 

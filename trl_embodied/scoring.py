@@ -34,7 +34,7 @@ import sys
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -109,15 +109,26 @@ class ActionScores:
 State = tuple[str, tuple[str, ...]]
 
 
-def unique_states(
-    prompts: Sequence[str], actions: Sequence[Sequence[str]]
-) -> tuple[list[State], torch.Tensor]:
-    """The distinct ``(prompt, actions)`` pairs of a batch, in order of first appearance, and ``[B]`` the
-    index of each row's pair among them."""
+class UniqueStates(NamedTuple):
+    """The distinct ``(prompt, actions)`` pairs of a batch, in order of first appearance."""
+
+    states: list[State]
+    inverse: torch.Tensor  # [B] the index of each row's pair in ``states``
+    first_rows: list[int]  # [len(states)] the row where each pair first appears (errors name it)
+
+
+def unique_states(prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> UniqueStates:
+    """The distinct ``(prompt, actions)`` pairs of a batch (see :class:`UniqueStates`)."""
     keys = [(prompt, tuple(env_actions)) for prompt, env_actions in zip(prompts, actions, strict=True)]
     position: dict[State, int] = {}
-    inverse = [position.setdefault(key, len(position)) for key in keys]
-    return list(position), torch.tensor(inverse, dtype=torch.long)
+    first_rows: list[int] = []
+    inverse = []
+    for row, key in enumerate(keys):
+        if key not in position:
+            position[key] = len(position)
+            first_rows.append(row)
+        inverse.append(position[key])
+    return UniqueStates(list(position), torch.tensor(inverse, dtype=torch.long), first_rows)
 
 
 def memoized_states(
@@ -136,7 +147,7 @@ def memoized_states(
         cache: maps ``(prompt, tuple(actions))`` to a result.
         compute: ``compute(prompts, actions)`` returns one result per state, in order.
     """
-    states, inverse = unique_states(prompts, actions)
+    states, inverse, _ = unique_states(prompts, actions)
     missing = [state for state in states if state not in cache]
     if missing:
         results = compute([prompt for prompt, _ in missing], [list(acts) for _, acts in missing])
@@ -358,13 +369,8 @@ class ActionScorer:
             log-probabilities.
         """
         self._check(prompts, actions)
-        states, inverse = unique_states(prompts, actions)
-        first_row: dict[int, int] = {}  # each state's first environment, for error messages
-        for row, state in enumerate(inverse.tolist()):
-            first_row.setdefault(state, row)
-        batch = self._pack(
-            [prompt for prompt, _ in states], [list(acts) for _, acts in states], list(first_row.values())
-        )
+        states, inverse, first_rows = unique_states(prompts, actions)
+        batch = self._pack([prompt for prompt, _ in states], [list(acts) for _, acts in states], first_rows)
         hidden = self._hidden_states(batch)
         device = hidden.device
         env, source = batch.token_env.to(device), batch.token_source.to(device)
@@ -396,7 +402,7 @@ class ActionScorer:
     def prompt_hidden(self, prompts: Sequence[str]) -> torch.Tensor:
         """``[B, H]`` the last hidden state at each prompt's last token, without scoring any action; each
         distinct prompt computed once."""
-        states, inverse = unique_states(prompts, [() for _ in prompts])
+        states, inverse, _ = unique_states(prompts, [() for _ in prompts])
         batch = self._pack([prompt for prompt, _ in states], [[] for _ in states])
         hidden = self._hidden_states(batch)
         rows = torch.arange(len(states), device=hidden.device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import platform
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -13,6 +14,9 @@ from typing import Any
 import numpy as np
 
 TARGET = 0.9  # the greedy success rate that counts as "solved"
+#: TrainingArguments of every benchmark run: each optimizer step's row in the log history, no checkpoints,
+#: no trackers, no progress bars in the logs.
+QUIET_RUN = dict(logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True)
 
 
 def isolated(function, *job) -> Any:
@@ -59,13 +63,15 @@ def train_twosome(
     stop_at_target: bool = False,
     **overrides: Any,
 ):
-    """Train EmbodiedPPOTrainer on the default model (CPU), evaluating greedily before training and every
-    ``eval_every`` env steps. ``overrides`` are EmbodiedPPOConfig fields (``normalization``, ``bf16``...).
+    """Train EmbodiedPPOTrainer on the default model (on the CUDA device when there is one, else the CPU),
+    evaluating greedily before training and every ``eval_every`` env steps. ``overrides`` are
+    EmbodiedPPOConfig fields (``normalization``, ``bf16``...).
     ``stop_at_target``: end training at the first evaluation whose greedy success reaches ``TARGET``.
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
-    the wall time and the mean seconds per PPO iteration spent scoring, in the env and updating.
+    the wall time, the device and the mean seconds per PPO iteration spent scoring, in the env and updating.
     """
+    import torch
     from transformers import TrainerCallback
 
     from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
@@ -75,12 +81,9 @@ def train_twosome(
         env_id=env_id,
         total_env_steps=total_env_steps,
         eval_episodes=eval_episodes,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),
         seed=seed,
+        **QUIET_RUN,
         **overrides,
     )
 
@@ -127,6 +130,7 @@ def train_twosome(
         "steps_to_target": steps_to_target(history),
         "stopped_at_target": stop_at_target,
         "bf16": bool(overrides.get("bf16", False)),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU",
     }
     return trainer, record
 
@@ -136,6 +140,7 @@ def warm_start(
 ) -> tuple[str, dict]:
     """Clone ``env_id``'s planner demonstrations into a LoRA adapter on the default model (TRL's SFTTrainer);
     return the adapter's folder and what it cost."""
+    import torch
     from trl import SFTConfig
 
     from trl_embodied.scripts.sft import WarmStartArguments, main
@@ -146,13 +151,10 @@ def warm_start(
         num_train_epochs=epochs,
         learning_rate=learning_rate,
         per_device_train_batch_size=8,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
+        use_cpu=not torch.cuda.is_available(),
         bf16=False,
-        disable_tqdm=True,
         seed=seed,
+        **QUIET_RUN,
     )
     start = time.perf_counter()
     trainer = main(WarmStartArguments(env_id=env_id, demonstration_episodes=demonstration_episodes), sft_args)

@@ -502,7 +502,9 @@ def test_evaluation_plays_the_training_env_kwargs(tmp_path, tokenizer):
 
 # -- several processes ---------------------------------------------------------------------------------
 def test_two_processes_hold_the_same_adapter(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # Two CPU processes (gloo) wherever the suite runs: on a one-GPU machine two ranks cannot share the card.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, train_twosome
+from common import TARGET, add_learning_arguments, train_twosome, write_json
 
 RESULTS = Path(__file__).parent / "results"
 ENV_ID = "trl_embodied/Overcooked-TomatoSalad-v0"
@@ -65,8 +65,7 @@ def main() -> None:
         },
         **vars(args),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bf16_learning.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_json(RESULTS / "bf16_learning.json", results, indent=1)
     plot_learning_curves(
         {name: [run["history"]] for name, run in runs.items()},
         RESULTS / "bf16_learning",

@@ -4,11 +4,14 @@ evaluations on env-step boundaries. Benchmarks run as scripts, so this folder is
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
+import os
 import platform
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +20,16 @@ TARGET = 0.9  # the greedy success rate that counts as "solved"
 #: TrainingArguments of every benchmark run: each optimizer step's row in the log history, no checkpoints,
 #: no trackers, no progress bars in the logs.
 QUIET_RUN = dict(logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True)
+
+
+def write_json(path: Path, data: Any, indent: int = 2) -> Path:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file renamed into place): a benchmark
+    stopped mid-write never leaves a truncated result that a later ``--report`` would read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        handle.write(json.dumps(data, indent=indent) + "\n")
+    os.replace(handle.name, path)
+    return path
 
 
 def isolated(function, *job) -> Any:
@@ -130,6 +143,7 @@ def train_twosome(
         "steps_to_target": steps_to_target(history),
         "stopped_at_target": stop_at_target,
         "bf16": bool(overrides.get("bf16", False)),
+        "num_ppo_epochs": args.num_ppo_epochs,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU",
     }
     return trainer, record

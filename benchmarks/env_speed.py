@@ -12,7 +12,6 @@ Prints one line per env and writes benchmarks/results/env_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import gymnasium
 import numpy as np
+from common import write_json
 
 import trl_embodied
 
@@ -69,8 +69,7 @@ def main() -> None:
         machine=f"{platform.processor() or platform.machine()}, 1 core, Python {platform.python_version()}",
         trl_embodied_version=trl_embodied.__version__,
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

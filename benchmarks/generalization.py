@@ -4,29 +4,30 @@ model, adapter disabled) and with the trained adapter.
 Target (issue: evaluation): the trained adapter beats the base model on most unseen tasks.
 
     python benchmarks/generalization.py [--total_env_steps 5120] [--episodes 10]
-    python benchmarks/generalization.py --warm_start --total_env_steps 2048
+    python benchmarks/generalization.py --warm_start --total_env_steps 2048 [--num_ppo_epochs 4]
 
 ``--warm_start`` first clones Food Preparation's planner demonstrations into the adapter (TRL's
 SFTTrainer, as benchmarks/warm_start.py does), then runs PPO from it: the route for a base model whose
 prior never finds the sparse reward on its own.
 
-Writes benchmarks/results/generalization.json (generalization_warm_start.json with ``--warm_start``) and
-prints the Markdown table.
+Writes benchmarks/results/generalization.json (``generalization_warm_start.json`` with ``--warm_start``,
+a ``_<n>_epochs`` suffix with ``--num_ppo_epochs n`` other than the trainer's default) and prints the
+Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from common import train_twosome, warm_start
+from common import train_twosome, warm_start, write_json
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN_ENV = "trl_embodied/Household-FoodPreparation-v0"
 
 
 def main() -> None:
+    from trl_embodied import EmbodiedPPOConfig
     from trl_embodied.envs.household import UNSEEN_TASKS
     from trl_embodied.evaluation import compare_zero_shot, format_comparison
 
@@ -47,9 +48,15 @@ def main() -> None:
         action="store_true",
         help="SFT on planner demonstrations of Food Preparation (4 episodes, 10 epochs, lr 1e-3) before PPO.",
     )
+    parser.add_argument(
+        "--num_ppo_epochs",
+        type=int,
+        default=EmbodiedPPOConfig.num_ppo_epochs,
+        help="PPO passes over each rollout (see benchmarks/ppo_settings.py).",
+    )
     args = parser.parse_args()
 
-    overrides, sft_cost = {}, None
+    overrides, sft_cost = {"num_ppo_epochs": args.num_ppo_epochs}, None
     if args.warm_start:
         overrides["adapter_path"], sft_cost = warm_start(TRAIN_ENV, args.seed, 4, 10.0, 1e-3)
     trainer, record = train_twosome(
@@ -82,6 +89,7 @@ def main() -> None:
         "train_env_steps": args.total_env_steps,
         "stopped_at_target": args.stop_at_target,
         "bf16": args.bf16,
+        "num_ppo_epochs": args.num_ppo_epochs,
         "warm_start_sft": sft_cost,
         "train_steps_to_target": record["steps_to_target"],
         "train_history": record["history"],
@@ -93,7 +101,9 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "generalization_warm_start" if args.warm_start else "generalization"
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    if args.num_ppo_epochs != EmbodiedPPOConfig.num_ppo_epochs:
+        name += f"_{args.num_ppo_epochs}_epochs"
+    write_json(RESULTS / f"{name}.json", results, indent=1)
     (RESULTS / f"{name}.md").write_text(table + "\n")
     print(
         f"trained beats zero-shot on {results['trained_beats_zero_shot_on']}; wrote {RESULTS / f'{name}.json'}"

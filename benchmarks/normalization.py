@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, train_twosome
+from common import TARGET, add_learning_arguments, train_twosome, write_json
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "normalization"
@@ -53,7 +53,7 @@ def report() -> None:
             for r in records
         },
     }
-    (RESULTS / "normalization.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(RESULTS / "normalization.json", summary)
     curves: dict[str, list] = {}
     for r in records:
         curves.setdefault(r["normalization"], []).append(r["history"])
@@ -85,7 +85,7 @@ def main() -> None:
         )
         record.update(normalization=args.normalization, seed=seed, total_env_steps=args.total_env_steps)
         path = RUNS / f"{args.normalization}_seed{seed}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")  # written whole, once the run has finished
+        write_json(path, record, indent=1)
         print(
             f"{args.normalization} seed {seed}: steps to {TARGET} greedy success {record['steps_to_target']}; wrote {path}"
         )

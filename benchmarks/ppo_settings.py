@@ -27,7 +27,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, steps_to_target, train_twosome
+from common import TARGET, add_learning_arguments, steps_to_target, train_twosome, write_json
 from sample_efficiency import GAMMA, TASKS
 
 RESULTS = Path(__file__).parent / "results"
@@ -124,7 +124,7 @@ def report() -> dict:
             title=f"{task.replace('_', ' ')}: PPO settings",
         )
     print("\n".join(lines))
-    (RESULTS / "ppo_settings.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(RESULTS / "ppo_settings.json", summary)
     print(f"wrote {RESULTS / 'ppo_settings.json'}")
     return summary
 
@@ -159,7 +159,7 @@ def main() -> None:
                 total_env_steps=args.total_env_steps,
             )
             path = RUNS / args.task / f"{variant}_seed{seed}.json"
-            path.write_text(json.dumps(record, indent=1) + "\n")  # written whole, once the run has finished
+            write_json(path, record, indent=1)
             print(
                 f"{args.task} {variant} seed {seed}: steps to {TARGET} greedy {record['steps_to_target']}, "
                 f"sampled {steps_to_sampled_target(record['history'])}; wrote {path}",

@@ -24,7 +24,7 @@ import platform
 import time
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, steps_to_target, train_twosome
+from common import TARGET, add_learning_arguments, steps_to_target, train_twosome, write_json
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "sample_efficiency"
@@ -166,7 +166,7 @@ def report() -> dict:
                     f"(budgets {figures['budget_env_steps']}), final {figures['final_greedy_success']}"
                 )
     print(markdown_table(summary))
-    (RESULTS / "sample_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(RESULTS / "sample_efficiency.json", summary)
     print(f"wrote {RESULTS / 'sample_efficiency.json'}")
     return summary
 
@@ -206,7 +206,7 @@ def main() -> None:
             steps_to_target=steps_to_target(record["history"]),
         )
         path = RUNS / args.task / f"{args.method}_seed{seed}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")  # written whole, only once the run has finished
+        write_json(path, record, indent=1)
         print(
             f"{args.task} {args.method} seed {seed}: steps to {TARGET} greedy success "
             f"{record['steps_to_target']} of {budget}; wrote {path}"

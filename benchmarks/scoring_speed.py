@@ -21,7 +21,6 @@ Writes benchmarks/results/scoring_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import platform
 import resource
@@ -30,7 +29,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import isolated
+from common import isolated, write_json
 
 RESULTS = Path(__file__).parent / "results" / "scoring_speed.json"
 SHAPES = {
@@ -153,8 +152,7 @@ def main() -> None:
         row["actions_per_env"] = shared["actions_per_env"]
         results["shapes"][shape] = row
     results["machine"] = f"{platform.machine()}, {multiprocessing.cpu_count()} cores, CPU only"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

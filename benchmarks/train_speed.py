@@ -29,7 +29,6 @@ Writes benchmarks/results/train_speed.json.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import platform
 import resource
@@ -37,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import QUIET_RUN, isolated
+from common import QUIET_RUN, isolated, write_json
 
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
 SHAPES = {
@@ -251,8 +250,7 @@ def main() -> None:
             )
         results["shapes"][shape] = row
     results["machine"] = f"{platform.machine()}, {multiprocessing.cpu_count()} cores, CPU only"
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(RESULTS, results)
     print(f"wrote {RESULTS}")
 
 

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, train_twosome, warm_start
+from common import TARGET, add_learning_arguments, train_twosome, warm_start, write_json
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "warm_start"
@@ -44,7 +44,7 @@ def report() -> None:
         if cold:
             curves["cold start (fresh adapter)"].append(cold["history"])
     summary = {"env_id": ENV_ID, "target_success": TARGET, "runs": rows}
-    (RESULTS / "warm_start.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(RESULTS / "warm_start.json", summary)
     plot_learning_curves(
         {k: v for k, v in curves.items() if v}, RESULTS / "warm_start", title="Tomato Salad: SFT warm start"
     )
@@ -84,7 +84,7 @@ def main() -> None:
         )
         record.update(seed=seed, total_env_steps=args.total_env_steps, sft=cost)
         path = RUNS / f"warm_seed{seed}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")  # written whole, once the run has finished
+        write_json(path, record, indent=1)
         print(
             f"warm start seed {seed}: steps to {TARGET} greedy success {record['steps_to_target']}; wrote {path}"
         )

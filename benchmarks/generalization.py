@@ -11,8 +11,8 @@ SFTTrainer, as benchmarks/warm_start.py does), then runs PPO from it: the route 
 prior never finds the sparse reward on its own.
 
 Writes benchmarks/results/generalization.json (``generalization_warm_start.json`` with ``--warm_start``,
-a ``_<n>_epochs`` suffix with ``--num_ppo_epochs n`` other than the trainer's default) and prints the
-Markdown table.
+a ``_<n>_epochs`` suffix with ``--num_ppo_epochs n`` other than the trainer's default, ``_seed<k>`` for a
+seed other than 0) and prints the Markdown table.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def main() -> None:
     name = "generalization_warm_start" if args.warm_start else "generalization"
     if args.num_ppo_epochs != EmbodiedPPOConfig.num_ppo_epochs:
         name += f"_{args.num_ppo_epochs}_epochs"
+    if args.seed != 0:
+        name += f"_seed{args.seed}"
     write_json(RESULTS / f"{name}.json", results, indent=1)
     (RESULTS / f"{name}.md").write_text(table + "\n")
     print(

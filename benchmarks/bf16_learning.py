@@ -71,7 +71,7 @@ def main() -> None:
         RESULTS / "bf16_learning",
         title="Tomato Salad: float32 vs bf16 autocast",
     )
-    print(f"wrote {RESULTS / 'bf16_learning.json'} and bf16_learning.png")
+    print(f"wrote {RESULTS / 'bf16_learning'}.png and .svg")
 
 
 if __name__ == "__main__":

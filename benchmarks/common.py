@@ -23,12 +23,13 @@ QUIET_RUN = dict(logging_steps=1, save_strategy="no", report_to="none", disable_
 
 
 def write_json(path: Path, data: Any, indent: int = 2) -> Path:
-    """Write ``data`` to ``path`` whole or not at all (a temporary file renamed into place): a benchmark
-    stopped mid-write never leaves a truncated result that a later ``--report`` would read."""
+    """Write ``data`` to ``path`` whole or not at all (a temporary file renamed into place), and say so: a
+    benchmark stopped mid-write never leaves a truncated result that a later ``--report`` would read."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
         handle.write(json.dumps(data, indent=indent) + "\n")
     os.replace(handle.name, path)
+    print(f"wrote {path}", flush=True)
     return path
 
 

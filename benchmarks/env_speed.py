@@ -70,7 +70,6 @@ def main() -> None:
         trl_embodied_version=trl_embodied.__version__,
     )
     write_json(RESULTS, results)
-    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -107,9 +107,7 @@ def main() -> None:
         name += f"_seed{args.seed}"
     write_json(RESULTS / f"{name}.json", results, indent=1)
     (RESULTS / f"{name}.md").write_text(table + "\n")
-    print(
-        f"trained beats zero-shot on {results['trained_beats_zero_shot_on']}; wrote {RESULTS / f'{name}.json'}"
-    )
+    print(f"trained beats zero-shot on {results['trained_beats_zero_shot_on']}")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def main() -> None:
         path = RUNS / f"{args.normalization}_seed{seed}.json"
         write_json(path, record, indent=1)
         print(
-            f"{args.normalization} seed {seed}: steps to {TARGET} greedy success {record['steps_to_target']}; wrote {path}"
+            f"{args.normalization} seed {seed}: steps to {TARGET} greedy success {record['steps_to_target']}"
         )
 
 

@@ -125,7 +125,6 @@ def report() -> dict:
         )
     print("\n".join(lines))
     write_json(RESULTS / "ppo_settings.json", summary)
-    print(f"wrote {RESULTS / 'ppo_settings.json'}")
     return summary
 
 
@@ -162,7 +161,7 @@ def main() -> None:
             write_json(path, record, indent=1)
             print(
                 f"{args.task} {variant} seed {seed}: steps to {TARGET} greedy {record['steps_to_target']}, "
-                f"sampled {steps_to_sampled_target(record['history'])}; wrote {path}",
+                f"sampled {steps_to_sampled_target(record['history'])}",
                 flush=True,
             )
 

@@ -167,7 +167,6 @@ def report() -> dict:
                 )
     print(markdown_table(summary))
     write_json(RESULTS / "sample_efficiency.json", summary)
-    print(f"wrote {RESULTS / 'sample_efficiency.json'}")
     return summary
 
 
@@ -209,7 +208,7 @@ def main() -> None:
         write_json(path, record, indent=1)
         print(
             f"{args.task} {args.method} seed {seed}: steps to {TARGET} greedy success "
-            f"{record['steps_to_target']} of {budget}; wrote {path}"
+            f"{record['steps_to_target']} of {budget}"
         )
 
 

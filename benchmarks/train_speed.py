@@ -251,7 +251,6 @@ def main() -> None:
         results["shapes"][shape] = row
     results["machine"] = f"{platform.machine()}, {multiprocessing.cpu_count()} cores, CPU only"
     write_json(RESULTS, results)
-    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -85,9 +85,7 @@ def main() -> None:
         record.update(seed=seed, total_env_steps=args.total_env_steps, sft=cost)
         path = RUNS / f"warm_seed{seed}.json"
         write_json(path, record, indent=1)
-        print(
-            f"warm start seed {seed}: steps to {TARGET} greedy success {record['steps_to_target']}; wrote {path}"
-        )
+        print(f"warm start seed {seed}: steps to {TARGET} greedy success {record['steps_to_target']}")
         if not (COLD_RUNS / f"twosome_seed{seed}.json").is_file():
             print(f"no cold-start run for seed {seed}: python benchmarks/sample_efficiency.py --seed {seed}")
 

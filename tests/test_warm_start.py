@@ -1,5 +1,7 @@
 """SFT warm start with TRL's SFTTrainer, and EmbodiedPPOTrainer continuing from the adapter it writes."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from peft import PeftModel
@@ -7,12 +9,13 @@ from safetensors.torch import load_file
 from trl import SFTConfig
 
 from trl_embodied import ActionScorer, EmbodiedPPOTrainer, collect_trajectories
-from trl_embodied.scripts.sft import WarmStartArguments, main
+from trl_embodied.scripts.sft import WarmStartArguments, main, ppo_recipe
 
 from .conftest import build_llama
 from .test_trainer import config
 
 TOMATO_SALAD = "trl_embodied/Overcooked-TomatoSalad-v0"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def planner_logprob(model, tokenizer) -> float:
@@ -89,3 +92,18 @@ def test_a_wrong_adapter_path_is_explained(tmp_path, tokenizer):
     args = config(tmp_path, adapter_path=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="holds no adapter_config.json"):
         EmbodiedPPOTrainer(model=str(tmp_path / "base"), args=args)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "recipe"),
+    [
+        (TOMATO_SALAD, "recipes/overcooked.py"),
+        ("trl_embodied/Overcooked-TomatoLettuceSalad-v0", "recipes/overcooked.py"),
+        ("trl_embodied/Household-FoodPreparation-v0", "recipes/virtualhome.py"),
+        ("trl_embodied/Household-Entertainment-v0", "recipes/virtualhome.py"),
+    ],
+)
+def test_the_suggested_ppo_recipe_suits_the_task(env_id, recipe):
+    # The household recipe sets the paper's discount for those tasks (0.95), Overcooked's 0.99.
+    assert ppo_recipe(env_id) == recipe
+    assert (ROOT / recipe).is_file()

@@ -16,6 +16,12 @@ from trl_embodied.trainer.embodied_ppo_config import parse_dict_argument
 from trl_embodied.trajectories import collect_trajectories, to_prompt_completion
 
 
+def ppo_recipe(env_id: str) -> str:
+    """The PPO recipe whose defaults suit ``env_id``: household tasks take virtualhome.py (its discount is
+    the paper's 0.95 there), every other task overcooked.py (0.99 per primitive step)."""
+    return "recipes/virtualhome.py" if "/Household-" in env_id else "recipes/overcooked.py"
+
+
 @dataclass
 class WarmStartArguments:
     """Where the demonstrations come from, and the model they train."""
@@ -79,6 +85,6 @@ def main(args: WarmStartArguments, sft_args: SFTConfig, model=None, tokenizer=No
         print(
             f"{len(pairs)} demonstration steps from {args.demonstration_episodes} planner episodes of {args.env_id}; "
             f"adapter saved to {sft_args.output_dir}. Continue with PPO:\n"
-            f"  accelerate launch recipes/overcooked.py --env_id {args.env_id} --adapter_path {sft_args.output_dir}"
+            f"  accelerate launch {ppo_recipe(args.env_id)} --env_id {args.env_id} --adapter_path {sft_args.output_dir}"
         )
     return trainer

@@ -26,6 +26,26 @@ RESULTS = Path(__file__).parent / "results"
 TRAIN_ENV = "trl_embodied/Household-FoodPreparation-v0"
 
 
+def greedy_trace(model, env_id: str, steps: int = 8) -> dict:
+    """The trained policy's first greedy episode on ``env_id``, its first ``steps`` decisions: the action
+    and its probability. It shows where greedy play loops (the policy has no memory: the same state
+    brings the same argmax)."""
+    from trl_embodied.evaluation import play_episodes
+
+    (episode,), _ = play_episodes(
+        model.scorer, env_id, 1, greedy=True, seed=10_000, record_steps=True, progress=False
+    )
+    return {
+        "env": env_id,
+        "success": episode["success"],
+        "length": episode["length"],
+        "first_steps": [
+            {"action": step["valid_actions"][step["action"]], "probability": max(step["action_probs"])}
+            for step in episode["steps"][:steps]
+        ],
+    }
+
+
 def main() -> None:
     from trl_embodied import EmbodiedPPOConfig
     from trl_embodied.envs.household import UNSEEN_TASKS
@@ -95,6 +115,7 @@ def main() -> None:
         "train_history": record["history"],
         "unseen": comparisons["greedy"],
         "unseen_sampled": comparisons["sampled"],
+        "greedy_traces": [greedy_trace(model, env_id) for env_id in [TRAIN_ENV, *unseen]],
         "trained_beats_zero_shot_on": {mode: f"{n} of {len(unseen)}" for mode, n in wins.items()},
         "episodes": args.episodes,
         "seed": args.seed,

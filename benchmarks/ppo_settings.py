@@ -86,9 +86,11 @@ def report() -> dict:
         for r in records:
             reached = steps_to_target(r["history"])
             mlp = mlp_steps_to_target(task, r["seed"])
+            repeat = r.get("round") or r.get("run_name")  # a screening run, or a named repeat of a seed
             row = {
                 "variant": r["variant"],
                 "round": r.get("round", "replication"),
+                "run_name": r.get("run_name"),
                 "seed": r["seed"],
                 "overrides": r["overrides"],
                 "budget_env_steps": r["total_env_steps"],
@@ -105,16 +107,18 @@ def report() -> dict:
             rows.append(row)
             ratio = row["ratio_mlp_to_twosome_steps"]
             lines.append(
-                f"| {task.replace('_', ' ')} | {r['variant']}{' (screening)' if 'round' in r else ''} "
+                f"| {task.replace('_', ' ')} | {r['variant']}{f' ({repeat})' if repeat else ''} "
                 f"| {r['seed']} | {reached or 'not reached'} | {row['steps_to_sampled_target'] or 'not reached'} "
                 f"| {f'{ratio:.1f}x' if ratio else ''} | {row['final_greedy_success']:.1f} | {r['device']} |"
             )
         summary["tasks"][task] = rows
         # One curve per variant over its seeds: the replication runs where a variant has them, else its
-        # screening run (seed 0 appears in both rounds).
-        replicated = {r["variant"] for r in records if "round" not in r}
+        # screening run (seed 0 appears in both rounds); named repeats of a seed stay out of the curves.
+        replicated = {r["variant"] for r in records if "round" not in r and "run_name" not in r}
         curves: dict[str, list] = {}
         for r in records:
+            if "run_name" in r:
+                continue
             if "round" not in r or r["variant"] not in replicated:
                 curves.setdefault(r["variant"], []).append(r["history"])
         plot_learning_curves(
@@ -133,6 +137,12 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(TASKS), default="tomato_lettuce_salad")
     parser.add_argument("--variant", choices=sorted(VARIANTS), nargs="+", default=["defaults"])
     add_learning_arguments(parser, total_env_steps=10_240)
+    parser.add_argument(
+        "--run_name",
+        default="",
+        help="Appended to the record's file name, to keep a repeat of a (variant, seed) beside the first "
+        "(e.g. cpu for a CPU repeat of a GPU run).",
+    )
     args = parser.parse_args()
     if args.report:
         report()
@@ -156,8 +166,10 @@ def main() -> None:
                 overrides=VARIANTS[variant],
                 seed=seed,
                 total_env_steps=args.total_env_steps,
+                **({"run_name": args.run_name} if args.run_name else {}),
             )
-            path = RUNS / args.task / f"{variant}_seed{seed}.json"
+            suffix = f"_{args.run_name}" if args.run_name else ""
+            path = RUNS / args.task / f"{variant}_seed{seed}{suffix}.json"
             write_json(path, record, indent=1)
             print(
                 f"{args.task} {variant} seed {seed}: steps to {TARGET} greedy {record['steps_to_target']}, "

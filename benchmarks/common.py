@@ -67,6 +67,11 @@ def steps_to_target(history: list[dict], target: float = TARGET) -> int | None:
     return next((steps for steps, success in evals if success >= target), None)
 
 
+def final_greedy_success(history: list[dict]) -> float:
+    """The greedy success rate of the last evaluation in a run's log history."""
+    return [row for row in history if "eval_success_rate" in row][-1]["eval_success_rate"]
+
+
 def train_twosome(
     env_id: str,
     *,

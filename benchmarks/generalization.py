@@ -120,7 +120,6 @@ def main() -> None:
         "episodes": args.episodes,
         "seed": args.seed,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = "generalization_warm_start" if args.warm_start else "generalization"
     if args.num_ppo_epochs != EmbodiedPPOConfig.num_ppo_epochs:
         name += f"_{args.num_ppo_epochs}_epochs"

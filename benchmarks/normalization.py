@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, train_twosome, write_json
+from common import TARGET, add_learning_arguments, final_greedy_success, train_twosome, write_json
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "normalization"
@@ -46,9 +46,7 @@ def report() -> None:
                 "budget_env_steps": r["total_env_steps"],
                 "stopped_at_target": r.get("stopped_at_target", False),
                 "source": r.get("source", f"normalization/{r['normalization']}_seed{r['seed']}.json"),
-                "final_greedy_success": [h for h in r["history"] if "eval_success_rate" in h][-1][
-                    "eval_success_rate"
-                ],
+                "final_greedy_success": final_greedy_success(r["history"]),
             }
             for r in records
         },

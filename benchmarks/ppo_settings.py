@@ -27,7 +27,14 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, steps_to_target, train_twosome, write_json
+from common import (
+    TARGET,
+    add_learning_arguments,
+    final_greedy_success,
+    steps_to_target,
+    train_twosome,
+    write_json,
+)
 from sample_efficiency import GAMMA, TASKS
 
 RESULTS = Path(__file__).parent / "results"
@@ -98,9 +105,7 @@ def report() -> dict:
                 "steps_to_sampled_target": steps_to_sampled_target(r["history"]),
                 "mlp_steps_to_target": mlp,
                 "ratio_mlp_to_twosome_steps": mlp / reached if reached and mlp else None,
-                "final_greedy_success": [h for h in r["history"] if "eval_success_rate" in h][-1][
-                    "eval_success_rate"
-                ],
+                "final_greedy_success": final_greedy_success(r["history"]),
                 "device": r["device"],
                 "reconstructed_from_log": r.get("reconstructed_from_log"),
             }

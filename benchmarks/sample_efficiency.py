@@ -24,7 +24,14 @@ import platform
 import time
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, steps_to_target, train_twosome, write_json
+from common import (
+    TARGET,
+    add_learning_arguments,
+    final_greedy_success,
+    steps_to_target,
+    train_twosome,
+    write_json,
+)
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "sample_efficiency"
@@ -130,10 +137,7 @@ def report() -> dict:
                 "seeds": [r["seed"] for r in records],
                 "budget_env_steps": [r["total_env_steps"] for r in records],
                 "steps_to_target": reached,
-                "final_greedy_success": [
-                    [h for h in r["history"] if "eval_success_rate" in h][-1]["eval_success_rate"]
-                    for r in records
-                ],
+                "final_greedy_success": [final_greedy_success(r["history"]) for r in records],
                 "wall_seconds": [r.get("wall_seconds") for r in records],
                 "bf16": [r.get("bf16", False) for r in records],
             }

@@ -2,6 +2,7 @@
 
     python recipes/evaluate.py --adapter_path outputs/virtualhome-food-preparation
     python recipes/evaluate.py --adapter_path outputs/run --tasks Household-HeatCheese-v0 --episodes 20
+    python recipes/evaluate.py --adapter_path outputs/run --play greedy_no_repeat
 
 ``--adapter_path`` is a folder written by ``EmbodiedPPOTrainer.save_model`` (or
 ``EmbodiedActorCritic.save_pretrained``); its base model is loaded from the name recorded there. Prints a
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from trl_embodied import EmbodiedActorCritic
 from trl_embodied.envs.household import UNSEEN_TASKS
-from trl_embodied.evaluation import compare_zero_shot, format_comparison
+from trl_embodied.evaluation import PLAY_MODES, compare_zero_shot, format_comparison
 
 DEFAULT_TASKS = [f"trl_embodied/Household-{name}-v0" for name in UNSEEN_TASKS]
 
@@ -31,11 +32,18 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=10_000, help="First episode seed (training never used them)."
     )
+    parser.add_argument(
+        "--play",
+        choices=sorted(PLAY_MODES),
+        default="greedy",
+        help="greedy (the most probable action), sampled (the policy as trained) or greedy_no_repeat "
+        "(greedy, never repeating an action from a state it was taken from in the episode).",
+    )
     parser.add_argument("--output", type=Path, default=None, help="Also write the table as JSON here.")
     args = parser.parse_args()
 
     model = EmbodiedActorCritic.from_pretrained(args.adapter_path, is_trainable=False)
-    rows = compare_zero_shot(model, args.tasks, args.episodes, seed=args.seed)
+    rows = compare_zero_shot(model, args.tasks, args.episodes, seed=args.seed, **PLAY_MODES[args.play])
     print(format_comparison(rows))
     if args.output:
         records = [

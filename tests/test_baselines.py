@@ -9,7 +9,7 @@ from trl_embodied.baselines import MLPActorCritic, MLPPPOConfig, train_mlp_ppo
 from trl_embodied.evaluation import PLANNER, play_episodes
 from trl_embodied.plotting import curve, plot_learning_curves
 
-from .toy_envs import TwoChoiceEnv
+from .toy_envs import DoorEnv, TwoChoiceEnv
 
 TOMATO_SALAD = "trl_embodied/Overcooked-TomatoSalad-v0"
 # What both the trainer and the baseline log per iteration, so their curves overlay.
@@ -32,7 +32,10 @@ def test_mlp_ppo_learns_tomato_salad():
     assert evaluations[-1]["env_steps"] == 6144 and evaluations[-1]["eval_success_rate"] >= 0.9
     iterations = [row for row in history if "loss/policy" in row]
     assert len(iterations) == 6144 // 128 and all(set(row) >= SHARED_KEYS for row in iterations)
-    assert any("episode/success_rate" in row for row in iterations)
+    # Finished episodes carry their count, as the trainer's rows do: success over a window of episodes.
+    finished = [row for row in iterations if "episode/success_rate" in row]
+    assert finished and all(row["episode/count"] >= 1 for row in finished)
+    assert sum(row["episode/count"] for row in finished) >= 6144 // 50  # no episode lasts 50 macro steps here
     # The trained model is an ordinary policy for evaluate_policy.
     result = evaluate_policy(model, TOMATO_SALAD, episodes=4, seed=123, progress=False)
     assert result.success_rate >= 0.75 and 0 < result.optimal_return_ratio <= 1.0 + 1e-9
@@ -64,6 +67,44 @@ def test_evaluate_policy_takes_a_plain_callable():
 
     result = evaluate_policy(always_second, TwoChoiceEnv, episodes=3, progress=False)
     assert result.success_rate == 0.0 and result.mean_length == 1.0 and len(result.episodes) == 3
+
+
+def test_no_repeat_breaks_the_loops_of_a_greedy_policy():
+    # The policy always prefers opening, then closing, then walking through: greedily it opens the door
+    # and then opens the open door until the step limit.
+    def prefers_opening(prompts, actions):
+        return torch.tensor([[0.5, 0.3, 0.2]] * len(prompts))
+
+    greedy = evaluate_policy(prefers_opening, DoorEnv, episodes=2, progress=False)
+    assert greedy.success_rate == 0.0 and greedy.mean_length == 20
+
+    # Without repeats: open (closed), open (open: a no-op), close (open), close (closed: a no-op), walk
+    # (closed: a no-op); every action was tried from the closed state, so the policy's argmax: open;
+    # from the open state walking through is the one left, and succeeds.
+    records, _ = play_episodes(prefers_opening, DoorEnv, 2, no_repeat=True, record_steps=True, progress=False)
+    assert [step["action"] for step in records[0]["steps"]] == [0, 0, 1, 1, 2, 0, 2]
+    assert all(r["success"] for r in records)
+    # The renormalized probabilities are the ones played; the policy's own tensor is untouched.
+    assert records[0]["steps"][2]["action_probs"] == pytest.approx([0.0, 0.6, 0.4])
+    assert records[0]["steps"][5]["action_probs"] == pytest.approx([0.5, 0.3, 0.2])
+    # Sampling respects it too: an action tried from a state is not drawn there again while another is left.
+    generator = torch.Generator().manual_seed(0)
+    records, _ = play_episodes(
+        prefers_opening,
+        DoorEnv,
+        8,
+        greedy=False,
+        no_repeat=True,
+        generator=generator,
+        record_steps=True,
+        progress=False,
+    )
+    for record in records:
+        tried: dict[str, set[int]] = {}
+        for step in record["steps"]:
+            before = tried.setdefault(step["prompt"], set())
+            assert step["action"] not in before or len(before) == 3
+            before.add(step["action"])
 
 
 def test_the_planner_policy_is_optimal_and_steps_are_recorded():

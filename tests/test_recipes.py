@@ -101,7 +101,7 @@ def test_evaluate_recipe_compares_zero_shot_and_trained(tmp_path, tokenizer):
     command = [
         sys.executable, str(ROOT / "recipes" / "evaluate.py"), "--adapter_path", str(tmp_path / "adapter"),
         "--tasks", "Household-HeatCheese-v0", "Household-WashPlate-v0", "--episodes", "2",
-        "--output", str(tmp_path / "table.json"),
+        "--output", str(tmp_path / "table.json"), "--play", "greedy_no_repeat",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)

@@ -47,3 +47,30 @@ def act(env, text):
     actions = env.valid_actions(env.state)
     assert text in actions, f"{text!r} not in {actions}"
     return env.step(actions.index(text))
+
+
+class DoorEnv(TextEnv[bool]):
+    """A closed door to walk through (the state: is it open?). Opening an open door, closing a closed one
+    and walking into a closed one change nothing: a policy that prefers them can loop to the step limit."""
+
+    ACTIONS = ["open the door", "close the door", "walk through the door"]
+
+    def __init__(self):
+        super().__init__(max_actions=3, symbolic_size=1, max_primitive_steps=20)
+
+    def initial_state(self) -> bool:
+        return False
+
+    def valid_actions(self, state: bool) -> list[str]:
+        return self.ACTIONS
+
+    def transition(self, state: bool, action: int) -> Transition[bool]:
+        if action == 2 and state:
+            return Transition(state, 1.0, terminated=True, success=True)
+        return Transition({0: True, 1: False}.get(action, state), 0.0, terminated=False, success=False)
+
+    def describe(self, state: bool) -> str:
+        return f"The door is {'open' if state else 'closed'}. To leave the room, you should"
+
+    def symbolic(self, state: bool) -> np.ndarray:
+        return np.array([float(state)], dtype=np.float32)

@@ -42,6 +42,16 @@ class EvaluationResult:
 PLANNER = "planner"
 
 
+#: How to play a policy in an evaluation: the keyword arguments of :func:`evaluate_policy` per named mode.
+#: Greedy play is the figure of merit; sampled play is the policy as trained; greedy play without repeats
+#: breaks the loops a memoryless argmax can fall into (see ``no_repeat`` in :func:`play_episodes`).
+PLAY_MODES: dict[str, dict[str, bool]] = {
+    "greedy": {"greedy": True},
+    "sampled": {"greedy": False},
+    "greedy_no_repeat": {"greedy": True, "no_repeat": True},
+}
+
+
 def action_probabilities(
     policy,
     prompts: Sequence[str],
@@ -109,6 +119,7 @@ def play_episodes(
     episodes: int,
     *,
     greedy: bool = True,
+    no_repeat: bool = False,
     seed: int = 0,
     batch_size: int = 8,
     generator: torch.Generator | None = None,
@@ -120,7 +131,14 @@ def play_episodes(
     """Play ``episodes`` episodes (seeds ``seed .. seed + episodes - 1``), ``batch_size`` envs in lockstep
     scored in one batch. Returns the episodes sorted by seed (``seed``, ``return``, ``length``,
     ``success``, and with ``record_steps`` their ``steps``: prompt, valid actions, action, probabilities,
-    reward) and one of the envs (for the planner's reference return)."""
+    reward) and one of the envs (for the planner's reference return).
+
+    ``no_repeat``: within an episode, never take an action again from a state (prompt and valid actions)
+    where it was taken before, while the state has an untried valid action; the policy's probabilities are
+    renormalized over the rest. A memoryless greedy policy whose argmax leads back to the same state (a
+    no-op, or a cycle such as opening and closing a door) repeats it to the step limit; this is the
+    decision-level counterpart of ``no_repeat_ngram_size`` in text generation.
+    """
     if episodes < 1:
         raise ValueError(f"episodes={episodes}; play at least one episode.")
     factory = make_env_factory(env, **(env_kwargs or {}))
@@ -130,7 +148,18 @@ def play_episodes(
 
     def start(slot: gymnasium.Env, episode_seed: int) -> dict[str, Any]:
         prompt, info = slot.reset(seed=episode_seed)
-        return {"seed": episode_seed, "prompt": prompt, "info": info, "return": 0.0, "length": 0, "steps": []}
+        return {
+            "seed": episode_seed,
+            "prompt": prompt,
+            "info": info,
+            "return": 0.0,
+            "length": 0,
+            "steps": [],
+            "tried": {},  # state -> the actions taken from it this episode (for no_repeat)
+        }
+
+    def state_key(episode: dict[str, Any]) -> tuple:
+        return episode["prompt"], tuple(episode["info"]["valid_actions"])
 
     running: list[dict[str, Any] | None] = [start(slot, next(seeds)) for slot in envs]  # None: seeds ran out
     state_cache: dict = {}  # the policy is fixed while it plays: each state is scored once
@@ -146,10 +175,19 @@ def play_episodes(
             [envs[i] for i in active],
             state_cache,
         ).float()
+        if no_repeat:
+            probs = probs.clone()  # the policy's own tensor stays as it returned it
+            for row, i in enumerate(active):
+                tried = list(running[i]["tried"].get(state_key(running[i]), ()))
+                untried = probs[row].clone()
+                untried[tried] = 0.0
+                if untried.sum() > 0:  # else every valid action was tried here: the policy as it is
+                    probs[row] = untried / untried.sum()
         choices = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         for row, (i, action) in enumerate(zip(active, choices.tolist(), strict=True)):
             episode = running[i]
             valid = list(episode["info"]["valid_actions"])
+            episode["tried"].setdefault(state_key(episode), set()).add(action)
             prompt, reward, terminated, truncated, info = envs[i].step(action)
             if record_steps:
                 episode["steps"].append(
@@ -188,6 +226,7 @@ def evaluate_policy(
     episodes: int = 10,
     *,
     greedy: bool = True,
+    no_repeat: bool = False,
     seed: int = 0,
     batch_size: int = 8,
     generator: torch.Generator | None = None,
@@ -203,12 +242,15 @@ def evaluate_policy(
             ``"planner"`` (the env's optimal planner) or ``policy(prompts, actions) -> [B, K] probs``.
         env: a gymnasium id or a factory; ``batch_size`` copies run in lockstep, scored in one batch.
         greedy: take the most probable action (else sample with ``generator``).
+        no_repeat: never repeat an action from a state it was taken from in the same episode while another
+            is left (see :func:`play_episodes`): greedy play that cannot loop.
     """
     records, reference_env = play_episodes(
         policy,
         env,
         episodes,
         greedy=greedy,
+        no_repeat=no_repeat,
         seed=seed,
         batch_size=batch_size,
         generator=generator,
@@ -238,6 +280,7 @@ def compare_zero_shot(
     seed: int = 0,
     progress: bool = True,
     greedy: bool = True,
+    no_repeat: bool = False,
 ) -> list[dict[str, Any]]:
     """Each env played by the same model without its adapter (zero-shot, SayCan-style) and with it.
 
@@ -247,6 +290,7 @@ def compare_zero_shot(
         envs: gymnasium ids (e.g. the unseen household tasks).
         greedy: play the most probable action, else sample the policy (both runs from the same
             generator seed).
+        no_repeat: see :func:`evaluate_policy`.
 
     Returns:
         One row per env: ``{"env", "zero_shot": EvaluationResult, "trained": EvaluationResult}``.
@@ -256,7 +300,14 @@ def compare_zero_shot(
         # Both runs of an env replay the same episodes (env seeds) and, when sampling, the same draws.
         generator = torch.Generator().manual_seed(seed)
         return evaluate_policy(
-            model.scorer, env_id, episodes, greedy=greedy, seed=seed, generator=generator, progress=progress
+            model.scorer,
+            env_id,
+            episodes,
+            greedy=greedy,
+            no_repeat=no_repeat,
+            seed=seed,
+            generator=generator,
+            progress=progress,
         )
 
     rows = []

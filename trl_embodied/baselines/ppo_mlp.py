@@ -260,6 +260,7 @@ def train_mlp_ppo(
             row["episode/return"] = float(np.mean([r for r, _, _ in finished]))
             row["episode/length"] = float(np.mean([length for _, length, _ in finished]))
             row["episode/success_rate"] = float(np.mean([s for _, _, s in finished]))
+            row["episode/count"] = float(len(finished))
         history.append(row)
         bar.update(T * N)
         if next_eval is not None and env_steps >= next_eval:

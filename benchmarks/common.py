@@ -67,6 +67,24 @@ def steps_to_target(history: list[dict], target: float = TARGET) -> int | None:
     return next((steps for steps, success in evals if success >= target), None)
 
 
+def steps_to_sampled_target(history: list[dict], target: float = TARGET, window: int = 20) -> int | None:
+    """The env steps at the first PPO iteration after which the last ``window`` finished training episodes
+    (sampled play, counted by each row's ``episode/count``) succeed at rate ``target`` or more. A window of
+    episodes rather than one iteration's: an iteration finishes a handful, and a lucky handful is no
+    learned policy."""
+    recent: list[tuple[float, float]] = []  # (episodes, success rate) per row, newest last
+    for row in sorted((r for r in history if "episode/success_rate" in r), key=lambda r: r["env_steps"]):
+        recent.append((row["episode/count"], row["episode/success_rate"]))
+        episodes = successes = 0.0
+        for count, rate in reversed(recent):
+            episodes, successes = episodes + count, successes + count * rate
+            if episodes >= window:
+                break
+        if episodes >= window and successes >= target * episodes:
+            return row["env_steps"]
+    return None
+
+
 def final_greedy_success(history: list[dict]) -> float:
     """The greedy success rate of the last evaluation in a run's log history."""
     return [row for row in history if "eval_success_rate" in row][-1]["eval_success_rate"]

@@ -4,7 +4,7 @@ model, adapter disabled) and with the trained adapter.
 Target (issue: evaluation): the trained adapter beats the base model on most unseen tasks.
 
     python benchmarks/generalization.py [--total_env_steps 5120] [--episodes 10]
-    python benchmarks/generalization.py --warm_start --total_env_steps 2048 [--num_ppo_epochs 4]
+    python benchmarks/generalization.py --warm_start --total_env_steps 2048 [--num_ppo_epochs 1]
 
 ``--warm_start`` first clones Food Preparation's planner demonstrations into the adapter (TRL's
 SFTTrainer, as benchmarks/warm_start.py does), then runs PPO from it: the route for a base model whose
@@ -12,7 +12,8 @@ prior never finds the sparse reward on its own.
 
 Writes benchmarks/results/generalization.json (``generalization_warm_start.json`` with ``--warm_start``,
 a ``_<n>_epochs`` suffix with ``--num_ppo_epochs n`` other than the trainer's default, ``_seed<k>`` for a
-seed other than 0) and prints the Markdown table.
+seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
+before four epochs became the default.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def greedy_trace(model, env_id: str, steps: int = 8) -> dict:
 def main() -> None:
     from trl_embodied import EmbodiedPPOConfig
     from trl_embodied.envs.household import UNSEEN_TASKS
-    from trl_embodied.evaluation import compare_zero_shot, format_comparison
+    from trl_embodied.evaluation import PLAY_MODES, compare_zero_shot, format_comparison
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total_env_steps", type=int, default=5120)
@@ -92,10 +93,11 @@ def main() -> None:
     )
     model = trainer.accelerator.unwrap_model(trainer.model)
     unseen = [f"trl_embodied/Household-{name}-v0" for name in UNSEEN_TASKS]
-    # Greedy play is the headline; sampled play (the policy as trained) shows transfer a greedy loop hides.
+    # Greedy play is the headline; sampled play (the policy as trained) and greedy play that never repeats
+    # an action from a state (no_repeat) show transfer that a greedy loop hides.
     comparisons, wins, tables = {}, {}, []
-    for mode, greedy in (("greedy", True), ("sampled", False)):
-        rows = compare_zero_shot(model, unseen, args.episodes, seed=10_000, greedy=greedy)
+    for mode, play in PLAY_MODES.items():
+        rows = compare_zero_shot(model, unseen, args.episodes, seed=10_000, **play)
         wins[mode] = sum(row["trained"].success_rate > row["zero_shot"].success_rate for row in rows)
         comparisons[mode] = [
             {"env": r["env"], "zero_shot": r["zero_shot"].metrics(), "trained": r["trained"].metrics()}
@@ -115,6 +117,7 @@ def main() -> None:
         "train_history": record["history"],
         "unseen": comparisons["greedy"],
         "unseen_sampled": comparisons["sampled"],
+        "unseen_greedy_no_repeat": comparisons["greedy_no_repeat"],
         "greedy_traces": [greedy_trace(model, env_id) for env_id in [TRAIN_ENV, *unseen]],
         "trained_beats_zero_shot_on": {mode: f"{n} of {len(unseen)}" for mode, n in wins.items()},
         "episodes": args.episodes,
@@ -122,7 +125,7 @@ def main() -> None:
     }
     name = "generalization_warm_start" if args.warm_start else "generalization"
     if args.num_ppo_epochs != EmbodiedPPOConfig.num_ppo_epochs:
-        name += f"_{args.num_ppo_epochs}_epochs"
+        name += f"_{args.num_ppo_epochs}_epoch{'s' if args.num_ppo_epochs != 1 else ''}"
     if args.seed != 0:
         name += f"_seed{args.seed}"
     write_json(RESULTS / f"{name}.json", results, indent=1)

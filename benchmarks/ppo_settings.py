@@ -1,23 +1,25 @@
-"""PPO settings for a harder task: which variants of the trainer's defaults make TWOSOME reach greedy
-success sooner on a task where the defaults do not (Tomato-Lettuce Salad: the sampled policy succeeds
-in every training episode by 10k env steps, the greedy one never does).
+"""PPO settings for a harder task: which variants of the trainer's settings make TWOSOME reach greedy
+success sooner on Tomato-Lettuce Salad, where the paper's one PPO epoch per rollout does not (the sampled
+policy succeeds in every training episode by 10k env steps, the greedy one never does).
 
-The defaults take the paper's one PPO epoch per rollout, entropy bonus 0.01 and a linear decay of the
-learning rate; a PPO iteration on the 135M model moves the policy little (approximate KL ~1e-4 per
-minibatch, no ratio clipped), so the variants spend more of each rollout (epochs), press less towards
-uniform (entropy) or step further (learning rate). Every variant runs on the same seed and budget as
-the defaults and is reported beside them: env steps to 0.9 greedy success (the figure of merit), and
-to 0.9 success of the sampled training episodes, which shows how far greedy play lags sampled play.
+With the paper's one epoch, entropy bonus 0.01 and a linear decay of the learning rate, a PPO iteration on
+the 135M model moves the policy little (approximate KL ~1e-4 per minibatch, no ratio clipped), so the
+variants spend more of each rollout (epochs), press less towards uniform (entropy) or step further
+(learning rate). Every variant names its epoch count and runs on the same seeds and budget; reported:
+env steps to 0.9 greedy success (the figure of merit), and to 0.9 success of the sampled training
+episodes, which shows how far greedy play lags sampled play. What this found made four epochs the
+trainer's default: the variant that equals the trainer's defaults takes sample_efficiency.py's TWOSOME
+runs where it has none of its own for a seed.
 
 Each (task, variant, seed) is its own invocation and writes
 ``benchmarks/results/ppo_settings/<task>/<variant>_seed<k>.json``; ``--report`` merges the finished
-runs into ``benchmarks/results/ppo_settings.json`` and ``ppo_settings_<task>.png/.svg``, with
-sample_efficiency.py's TWOSOME runs as the defaults where this benchmark ran none. Runs use a CUDA device
-when one is present (the record names the device): env steps to a target do not depend on the device,
-only the wall time does. ``*_screening.json`` records (seed 0, every variant, on an H100) were rebuilt
-from the runs' console logs, kept beside them as ``<task>_screening_logs.tar.xz``.
+runs into ``benchmarks/results/ppo_settings.json`` and ``ppo_settings_<task>.png/.svg``. Runs use a CUDA
+device when one is present (the record names the device): env steps to a target do not depend on the
+device, only the wall time does. ``*_screening.json`` records (seed 0, every variant, on an H100) were
+rebuilt from the runs' console logs, kept beside them as ``<task>_screening_logs.tar.xz`` (where the
+one-epoch variants still carry their names of the time: ``defaults``, ``low_entropy``...).
 
-    python benchmarks/ppo_settings.py --task tomato_lettuce_salad --variant defaults four_epochs --seed 0
+    python benchmarks/ppo_settings.py --task tomato_lettuce_salad --variant one_epoch four_epochs --seed 0
     python benchmarks/ppo_settings.py --report
 """
 
@@ -31,6 +33,7 @@ from common import (
     TARGET,
     add_learning_arguments,
     final_greedy_success,
+    steps_to_sampled_target,
     steps_to_target,
     train_twosome,
     write_json,
@@ -40,26 +43,30 @@ from sample_efficiency import GAMMA, TASKS
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "ppo_settings"
 SAMPLE_EFFICIENCY_RUNS = RESULTS / "sample_efficiency"
-#: EmbodiedPPOConfig overrides; "defaults" is the trainer as shipped.
+#: EmbodiedPPOConfig overrides; each names its epoch count, whatever the trainer's default is.
 VARIANTS = {
-    "defaults": {},
+    "one_epoch": {"num_ppo_epochs": 1},  # the paper's
     "four_epochs": {"num_ppo_epochs": 4},
-    "low_entropy": {"ent_coef": 0.001},
+    "one_epoch_low_entropy": {"num_ppo_epochs": 1, "ent_coef": 0.001},
     "four_epochs_low_entropy": {"num_ppo_epochs": 4, "ent_coef": 0.001},
-    "actor_lr_3e-3": {"learning_rate": 3e-3},
-    "constant_lr": {"lr_scheduler_type": "constant"},
+    "one_epoch_actor_lr_3e-3": {"num_ppo_epochs": 1, "learning_rate": 3e-3},
+    "one_epoch_constant_lr": {"num_ppo_epochs": 1, "lr_scheduler_type": "constant"},
 }
 
 
-def steps_to_sampled_target(history: list[dict], target: float = TARGET) -> int | None:
-    """The env steps at the first PPO iteration whose finished training episodes (sampled play) all
-    reach ``target`` success; iterations that finish fewer than 3 episodes do not count."""
-    rows = sorted(
-        (row["env_steps"], row["episode/success_rate"])
-        for row in history
-        if "episode/success_rate" in row and row.get("episode/count", 0) >= 3
+def trainer_defaults_variant() -> str | None:
+    """The variant whose overrides are all the trainer's defaults (its runs are sample_efficiency.py's)."""
+    from trl_embodied import EmbodiedPPOConfig
+
+    fields = EmbodiedPPOConfig.__dataclass_fields__
+    return next(
+        (
+            name
+            for name, overrides in VARIANTS.items()
+            if all(fields[k].default == v for k, v in overrides.items())
+        ),
+        None,
     )
-    return next((steps for steps, success in rows if success >= target), None)
 
 
 def mlp_steps_to_target(task: str, seed: int) -> int | None:
@@ -80,15 +87,23 @@ def report() -> dict:
     for task_dir in sorted(p for p in RUNS.iterdir() if p.is_dir()):
         task = task_dir.name
         records = [json.loads(path.read_text()) for path in sorted(task_dir.glob("*.json"))]
-        # sample_efficiency.py's TWOSOME runs are the defaults: they stand in where this benchmark has no
-        # defaults run of that seed (as normalization.py does for word normalization).
-        own_defaults = {r["seed"] for r in records if r["variant"] == "defaults" and "round" not in r}
+        # sample_efficiency.py's TWOSOME runs are the trainer's defaults: they stand in for that variant
+        # where this benchmark has no run of that seed (as they do for word normalization in normalization.py).
+        defaults = trainer_defaults_variant()
+        own_defaults = {
+            r["seed"]
+            for r in records
+            if r["variant"] == defaults and "round" not in r and "run_name" not in r
+        }
         for path in sorted((SAMPLE_EFFICIENCY_RUNS / task).glob("twosome_seed*.json")):
             r = json.loads(path.read_text())
-            if r["seed"] not in own_defaults:
-                r.update(variant="defaults", overrides={}, device=r.get("device", "x86_64 CPU"))
+            if defaults and r["seed"] not in own_defaults:
+                r.update(variant=defaults, overrides=VARIANTS[defaults], device=r.get("device", "x86_64 CPU"))
                 records.append(r)
-        records.sort(key=lambda r: (r["variant"] != "defaults", r["variant"], r.get("round", ""), r["seed"]))
+        order = list(VARIANTS)
+        records.sort(
+            key=lambda r: (order.index(r["variant"]), r.get("round", ""), r["seed"], r.get("run_name", ""))
+        )
         rows = []
         for r in records:
             reached = steps_to_target(r["history"])
@@ -140,7 +155,9 @@ def report() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="tomato_lettuce_salad")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), nargs="+", default=["defaults"])
+    parser.add_argument(
+        "--variant", choices=sorted(VARIANTS), nargs="+", default=["one_epoch", "four_epochs"]
+    )
     add_learning_arguments(parser, total_env_steps=10_240)
     parser.add_argument(
         "--run_name",

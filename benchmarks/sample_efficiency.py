@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from common import (
     TARGET,
     add_learning_arguments,
     final_greedy_success,
+    steps_to_sampled_target,
     steps_to_target,
     train_twosome,
     write_json,
@@ -95,35 +95,52 @@ def run_zero_shot(task: str, eval_episodes: int) -> dict:
 
 
 def markdown_table(summary: dict) -> str:
-    """The README's table: per task and method, env steps to the target per seed, and the ratio."""
+    """The README's table: per task and method, env steps to the target per seed (greedy evaluations and
+    sampled training episodes), and the ratios PPO-MLP / TWOSOME."""
     names = {
         "twosome": "TWOSOME (default model, word norm.)",
         "mlp": "PPO-MLP from scratch",
         "zero_shot": "zero-shot",
     }
+
+    def seeds(values: list) -> str:
+        return ", ".join("not reached" if v is None else str(v) for v in values)
+
     lines = [
-        f"| task | method | budget (env steps) | steps to {TARGET} greedy success, per seed | final greedy success |",
-        "|---|---|---|---|---|",
+        f"| task | method | budget (env steps) | steps to {TARGET} greedy success, per seed "
+        f"| steps to {TARGET} success of sampled training episodes | final greedy success |",
+        "|---|---|---|---|---|---|",
     ]
     for task, row in summary["tasks"].items():
+        name_of_task = task.replace("_", " ")
         for method, figures in row.items():
             if not isinstance(figures, dict):
                 continue
-            reached = ", ".join("not reached" if s is None else str(s) for s in figures["steps_to_target"])
             final = ", ".join(f"{s:.1f}" for s in figures["final_greedy_success"])
             budget = ", ".join(sorted({str(b) for b in figures["budget_env_steps"]}))
-            name = names[method] + (", bf16 autocast" if any(figures.get("bf16", [])) else "")
-            lines.append(f"| {task.replace('_', ' ')} | {name} | {budget} | {reached} | {final} |")
-        if row.get("ratio_mlp_to_twosome_steps"):
-            ratios = ", ".join(f"{r:.1f}x" for r in row["ratio_mlp_to_twosome_steps"])
-            lines.append(f"| {task.replace('_', ' ')} | ratio PPO-MLP / TWOSOME steps | | {ratios} | |")
+            name = names[method]
+            if method == "twosome":
+                epochs = "/".join(str(e) for e in sorted(set(figures["num_ppo_epochs"])))
+                devices = ", ".join(sorted({d for d in figures["device"] if "CPU" not in d}))
+                name += f", {epochs} PPO epoch(s)" + (f", on {devices}" if devices else "")
+            name += ", bf16 autocast" if any(figures.get("bf16", [])) else ""
+            lines.append(
+                f"| {name_of_task} | {name} | {budget} | {seeds(figures['steps_to_target'])} "
+                f"| {seeds(figures['steps_to_sampled_target'])} | {final} |"
+            )
+        greedy, sampled = row.get("ratio_mlp_to_twosome_steps"), row.get("ratio_mlp_to_twosome_sampled_steps")
+        if greedy or sampled:
+            ratios = [", ".join(f"{r:.1f}x" for r in values or []) for values in (greedy, sampled)]
+            lines.append(
+                f"| {name_of_task} | ratio PPO-MLP / TWOSOME steps | | {ratios[0]} | {ratios[1]} | |"
+            )
     return "\n".join(lines)
 
 
 def report() -> dict:
     from trl_embodied.plotting import plot_learning_curves
 
-    summary = {"target_success": TARGET, "machine": f"{platform.machine()}, CPU only", "tasks": {}}
+    summary = {"target_success": TARGET, "tasks": {}}
     for task_dir in sorted(p for p in RUNS.iterdir() if p.is_dir()):
         task = task_dir.name
         runs: dict[str, list[dict]] = {}
@@ -137,22 +154,27 @@ def report() -> dict:
                 "seeds": [r["seed"] for r in records],
                 "budget_env_steps": [r["total_env_steps"] for r in records],
                 "steps_to_target": reached,
+                "steps_to_sampled_target": [steps_to_sampled_target(r["history"]) for r in records],
                 "final_greedy_success": [final_greedy_success(r["history"]) for r in records],
                 "wall_seconds": [r.get("wall_seconds") for r in records],
                 "bf16": [r.get("bf16", False) for r in records],
             }
             if method == "twosome":
                 row[method]["seconds_per_iteration"] = [r["seconds_per_iteration"] for r in records]
+                row[method]["num_ppo_epochs"] = [r["num_ppo_epochs"] for r in records]
+                row[method]["device"] = [r.get("device", "x86_64 CPU") for r in records]
         if "twosome" in row and "mlp" in row:
-            ratios = []
-            for seed, twosome_steps in zip(
-                row["twosome"]["seeds"], row["twosome"]["steps_to_target"], strict=True
+            for figure, ratio_name in (
+                ("steps_to_target", "ratio_mlp_to_twosome_steps"),
+                ("steps_to_sampled_target", "ratio_mlp_to_twosome_sampled_steps"),
             ):
-                if seed in row["mlp"]["seeds"]:
-                    mlp_steps = row["mlp"]["steps_to_target"][row["mlp"]["seeds"].index(seed)]
-                    if twosome_steps and mlp_steps:
-                        ratios.append(mlp_steps / twosome_steps)
-            row["ratio_mlp_to_twosome_steps"] = ratios
+                ratios = []
+                for seed, twosome_steps in zip(row["twosome"]["seeds"], row["twosome"][figure], strict=True):
+                    if seed in row["mlp"]["seeds"]:
+                        mlp_steps = row["mlp"][figure][row["mlp"]["seeds"].index(seed)]
+                        if twosome_steps and mlp_steps:
+                            ratios.append(mlp_steps / twosome_steps)
+                row[ratio_name] = ratios
         summary["tasks"][task] = row
         curves = {
             {"twosome": "TWOSOME (LLM, word norm.)", "mlp": "PPO-MLP from scratch"}[m]: [

@@ -87,6 +87,7 @@ def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
         rollout_steps=spec["rollout_steps"],
         per_device_train_batch_size=min(MINIBATCH, transitions),
         target_kl=None,  # every minibatch runs: the full work of an iteration
+        num_ppo_epochs=1,  # one pass over the rollout, as the plain loop makes
         max_steps=ITERATIONS * transitions // min(MINIBATCH, transitions),
         bf16=bf16,
         use_cpu=True,

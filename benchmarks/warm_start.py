@@ -31,6 +31,9 @@ def report() -> None:
         warm = json.loads(path.read_text())
         cold_path = COLD_RUNS / f"twosome_seed{warm['seed']}.json"
         cold = json.loads(cold_path.read_text()) if cold_path.is_file() else None
+        if cold and cold["num_ppo_epochs"] != warm["num_ppo_epochs"]:
+            print(f"seed {warm['seed']}: the cold run has other PPO epochs than the warm one; not compared")
+            cold = None
         rows.append(
             {
                 "seed": warm["seed"],

@@ -33,6 +33,7 @@ def config(tmp_path, **overrides) -> EmbodiedPPOConfig:
         learning_rate=2e-2,
         critic_learning_rate=1e-2,
         max_steps=2,
+        num_ppo_epochs=1,  # one optimizer step per iteration: the tests count iterations by steps
         logging_steps=1,
         save_strategy="no",
         report_to="none",
@@ -114,7 +115,9 @@ def test_config_defaults_follow_the_design(tmp_path):
     )
     assert args.normalization == "word" and args.critic_backbone == "shared"
     assert args.gradient_checkpointing is False and args.bf16 is False  # TRL's base config would turn both on
-    assert args.micro_steps_per_rollout == 4 and args.optimizer_steps_per_rollout == 4
+    # Four passes over each rollout of 128 transitions, 32 a minibatch: 16 optimizer steps an iteration.
+    assert args.num_ppo_epochs == 4
+    assert args.micro_steps_per_rollout == 16 and args.optimizer_steps_per_rollout == 16
     assert EmbodiedPPOConfig(output_dir=str(tmp_path), env_kwargs='{"observation_radius": 2}').env_kwargs == {
         "observation_radius": 2
     }

@@ -20,6 +20,7 @@ args = EmbodiedPPOConfig(
     rollout_steps=4,
     per_device_train_batch_size=8,
     max_steps=4,
+    num_ppo_epochs=1,  # two iterations of two optimizer steps
     learning_rate=2e-2,
     save_strategy="no",
     report_to="none",

@@ -1,0 +1,43 @@
+"""The figures of merit the benchmarks report, from a run's log history."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from common import steps_to_sampled_target, steps_to_target  # noqa: E402
+
+
+def iteration(env_steps: int, episodes: int, success_rate: float) -> dict:
+    return {"env_steps": env_steps, "episode/count": float(episodes), "episode/success_rate": success_rate}
+
+
+def test_steps_to_target_is_the_first_greedy_evaluation_at_the_target():
+    history = [
+        {"env_steps": 0, "eval_success_rate": 0.0},
+        iteration(128, 3, 1.0),  # sampled training episodes do not count here
+        {"env_steps": 1024, "eval_success_rate": 0.5},
+        {"env_steps": 2048, "eval_success_rate": 0.9},
+        {"env_steps": 3072, "eval_success_rate": 1.0},
+    ]
+    assert steps_to_target(history) == 2048
+    assert steps_to_target(history, target=1.0) == 3072
+    assert steps_to_target(history[:3]) is None
+
+
+def test_sampled_target_needs_a_full_window_of_successful_episodes():
+    # A lucky first iteration (3 of 3 episodes succeed) is not a learned policy: the window is 20 episodes.
+    history = [
+        iteration(128, 3, 1.0),
+        iteration(256, 10, 0.5),
+        iteration(384, 10, 1.0),
+        iteration(512, 10, 1.0),
+    ]
+    # At 384 the last 20 episodes are 10 at 0.5 and 10 at 1.0: 0.75. At 512 the last 20 all succeed.
+    assert steps_to_sampled_target(history) == 512
+    assert steps_to_sampled_target(history, target=0.75) == 384
+    assert steps_to_sampled_target(history, window=3) == 128
+    # Rows are taken in env-step order, and rows without finished episodes are skipped.
+    shuffled = [history[3], {"env_steps": 448, "loss/policy": 0.1}, history[0], history[2], history[1]]
+    assert steps_to_sampled_target(shuffled) == 512
+    assert steps_to_sampled_target(history[:3]) is None

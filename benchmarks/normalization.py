@@ -10,6 +10,9 @@ trainer does on the default model. Each normalization is its own invocation (eac
     python benchmarks/normalization.py --normalization token
     python benchmarks/normalization.py --normalization word
     python benchmarks/normalization.py --report
+
+The one-epoch runs made before four PPO epochs became the default are kept in
+``benchmarks/results/normalization/one_epoch/`` (the report reads the default's runs only).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def report() -> None:
                 "stopped_at_target": r.get("stopped_at_target", False),
                 "source": r.get("source", f"normalization/{r['normalization']}_seed{r['seed']}.json"),
                 "final_greedy_success": final_greedy_success(r["history"]),
+                "num_ppo_epochs": r["num_ppo_epochs"],
             }
             for r in records
         },

@@ -19,7 +19,7 @@ from trl_embodied.trainer.ppo import clipped_policy_loss, clipped_value_loss
 from trl_embodied.trajectories import TRAJECTORY_FEATURES
 
 from .conftest import build_llama
-from .toy_envs import NoActionsEnv, TwoChoiceEnv
+from .toy_envs import DoorEnv, NoActionsEnv, TwoChoiceEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -349,6 +349,17 @@ def test_evaluate_reports_success_rate(tmp_path, tokenizer):
     assert set(metrics) >= {"eval_success_rate", "eval_return", "eval_episode_length"}
     assert metrics["eval_success_rate"] in (0.0, 1.0)  # greedy on one fixed state: all or nothing
     assert metrics["eval_episode_length"] == 1.0
+
+
+def test_evaluation_without_repeats_cannot_loop(tmp_path, tokenizer):
+    # Whatever the untrained policy prefers, taking a state's least-tried actions first walks through the
+    # door within the step limit: every action of each state gets its turn.
+    trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, eval_episodes=2, eval_no_repeat=True)
+    metrics = trainer.evaluate()
+    assert metrics["eval_success_rate"] == 1.0 and metrics["eval_episode_length"] < 20
+    # The same untrained policy played plainly greedy loops to the limit of 20 steps.
+    trainer.args.eval_no_repeat = False
+    assert trainer.evaluate()["eval_episode_length"] == 20
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------

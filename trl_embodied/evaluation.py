@@ -133,10 +133,11 @@ def play_episodes(
     ``success``, and with ``record_steps`` their ``steps``: prompt, valid actions, action, probabilities,
     reward) and one of the envs (for the planner's reference return).
 
-    ``no_repeat``: within an episode, never take an action again from a state (prompt and valid actions)
-    where it was taken before, while the state has an untried valid action; the policy's probabilities are
-    renormalized over the rest. A memoryless greedy policy whose argmax leads back to the same state (a
-    no-op, or a cycle such as opening and closing a door) repeats it to the step limit; this is the
+    ``no_repeat``: within an episode, choose only among the valid actions taken least often so far from the
+    current state (prompt and valid actions), the policy's probabilities renormalized over them: no action
+    is repeated from a state while another is untried there, and once all were tried they take turns in
+    the policy's order. A memoryless greedy policy whose argmax leads back to the same state (a no-op, or a
+    cycle such as opening and closing a door) otherwise repeats it to the step limit; this is the
     decision-level counterpart of ``no_repeat_ngram_size`` in text generation.
     """
     if episodes < 1:
@@ -155,7 +156,7 @@ def play_episodes(
             "return": 0.0,
             "length": 0,
             "steps": [],
-            "tried": {},  # state -> the actions taken from it this episode (for no_repeat)
+            "tried": {},  # state -> how often each action was taken from it this episode (for no_repeat)
         }
 
     def state_key(episode: dict[str, Any]) -> tuple:
@@ -178,16 +179,20 @@ def play_episodes(
         if no_repeat:
             probs = probs.clone()  # the policy's own tensor stays as it returned it
             for row, i in enumerate(active):
-                tried = list(running[i]["tried"].get(state_key(running[i]), ()))
-                untried = probs[row].clone()
-                untried[tried] = 0.0
-                if untried.sum() > 0:  # else every valid action was tried here: the policy as it is
-                    probs[row] = untried / untried.sum()
+                episode = running[i]
+                tries = episode["tried"].get(
+                    state_key(episode), torch.zeros(len(episode["info"]["valid_actions"]))
+                )
+                least_tried = torch.zeros_like(probs[row])
+                least_tried[: len(tries)] = (tries == tries.min()).float()
+                if (probs[row] * least_tried).sum() > 0:  # else the policy gives them no mass: leave it be
+                    probs[row] = probs[row] * least_tried / (probs[row] * least_tried).sum()
         choices = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         for row, (i, action) in enumerate(zip(active, choices.tolist(), strict=True)):
             episode = running[i]
             valid = list(episode["info"]["valid_actions"])
-            episode["tried"].setdefault(state_key(episode), set()).add(action)
+            if no_repeat:
+                episode["tried"].setdefault(state_key(episode), torch.zeros(len(valid)))[action] += 1
             prompt, reward, terminated, truncated, info = envs[i].step(action)
             if record_steps:
                 episode["steps"].append(

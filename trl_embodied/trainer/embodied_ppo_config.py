@@ -62,6 +62,9 @@ class EmbodiedPPOConfig(_BaseConfig):
             instead of a fresh one.
         eval_episodes (`int`, defaults to 10): episodes per ``evaluate()``.
         eval_greedy (`bool`, defaults to True): evaluate the greedy (argmax) policy, else sample.
+        eval_no_repeat (`bool`, defaults to False): in evaluation, choose among the actions taken least often
+            from the current state in the episode (see :func:`~trl_embodied.evaluate_policy`): greedy play
+            that cannot loop on a no-op or a cycle.
         save_rollouts (`bool`, defaults to False): keep every finished training episode as trajectory rows
             (one per decision step, :data:`~trl_embodied.trajectories.TRAJECTORY_FEATURES`) and save them with
             each checkpoint and ``save_model`` as ``<dir>/rollouts`` (``datasets.load_from_disk``).
@@ -130,6 +133,9 @@ class EmbodiedPPOConfig(_BaseConfig):
     # -- evaluation and budget ---------------------------------------------------------------------------
     eval_episodes: int = field(default=10, metadata={"help": "Episodes per evaluate()."})
     eval_greedy: bool = field(default=True, metadata={"help": "Evaluate the argmax policy (else sample)."})
+    eval_no_repeat: bool = field(
+        default=False, metadata={"help": "In evaluation, take the least-tried actions of a state first."}
+    )
     save_rollouts: bool = field(
         default=False,
         metadata={

@@ -589,6 +589,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self.eval_env,
             self.args.eval_episodes,
             greedy=self.args.eval_greedy,
+            no_repeat=self.args.eval_no_repeat,
             seed=self.args.seed + 10_000 + rank * self.args.eval_episodes,
             generator=torch.Generator().manual_seed(self.args.seed + rank),
             progress=self.accelerator.is_main_process and not self.args.disable_tqdm,

@@ -48,9 +48,17 @@ def greedy_trace(model, env_id: str, steps: int = 8) -> dict:
 
 
 def main() -> None:
+    import torch
+
     from trl_embodied import EmbodiedPPOConfig
     from trl_embodied.envs.household import UNSEEN_TASKS
-    from trl_embodied.evaluation import PLAY_MODES, compare_zero_shot, format_comparison
+    from trl_embodied.evaluation import (
+        PLAY_MODES,
+        UNIFORM,
+        compare_zero_shot,
+        evaluate_policy,
+        format_comparison,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total_env_steps", type=int, default=5120)
@@ -95,7 +103,8 @@ def main() -> None:
     unseen = [f"trl_embodied/Household-{name}-v0" for name in UNSEEN_TASKS]
     # Greedy play is the headline; sampled play (the policy as trained) and greedy play that never repeats
     # an action from a state (no_repeat) show transfer that a greedy loop hides.
-    comparisons, wins, tables = {}, {}, []
+    # The uniform policy played the same way is the control: what the way of playing finds without a model.
+    comparisons, wins, tables, uniform = {}, {}, [], {}
     for mode, play in PLAY_MODES.items():
         rows = compare_zero_shot(model, unseen, args.episodes, seed=10_000, **play)
         wins[mode] = sum(row["trained"].success_rate > row["zero_shot"].success_rate for row in rows)
@@ -103,7 +112,19 @@ def main() -> None:
             {"env": r["env"], "zero_shot": r["zero_shot"].metrics(), "trained": r["trained"].metrics()}
             for r in rows
         ]
-        tables.append(f"{mode} play:\n\n{format_comparison(rows)}")
+        uniform[mode] = {
+            env_id: evaluate_policy(
+                UNIFORM,
+                env_id,
+                args.episodes,
+                seed=10_000,
+                generator=torch.Generator().manual_seed(10_000),
+                **play,
+            ).success_rate
+            for env_id in unseen
+        }
+        control = ", ".join(f"{env_id.split('/')[-1]} {rate:.2f}" for env_id, rate in uniform[mode].items())
+        tables.append(f"{mode} play:\n\n{format_comparison(rows)}\n\nuniform policy, success: {control}")
     table = "\n\n".join(tables)
     print(table)
     results = {
@@ -118,6 +139,7 @@ def main() -> None:
         "unseen": comparisons["greedy"],
         "unseen_sampled": comparisons["sampled"],
         "unseen_greedy_no_repeat": comparisons["greedy_no_repeat"],
+        "uniform_policy_success": uniform,
         "greedy_traces": [greedy_trace(model, env_id) for env_id in [TRAIN_ENV, *unseen]],
         "trained_beats_zero_shot_on": {mode: f"{n} of {len(unseen)}" for mode, n in wins.items()},
         "episodes": args.episodes,

@@ -85,13 +85,39 @@ def run_mlp(task: str, seed: int, total_env_steps: int, eval_every: int, eval_ep
 
 
 def run_zero_shot(task: str, eval_episodes: int) -> dict:
+    """The untrained model's play: greedy (SayCan-style, the figure in the table), and for comparison
+    sampled and greedy without repeats; each also for the uniform policy, the control that tells the
+    model's prior from what a way of playing finds on its own (without repeats, a search of the actions)."""
+    import torch
+
     from trl_embodied import ActionScorer, evaluate_policy, load_base_model
+    from trl_embodied.evaluation import PLAY_MODES, UNIFORM
 
     model, tokenizer = load_base_model()
-    result = evaluate_policy(
-        ActionScorer(model, tokenizer, "word"), TASKS[task], eval_episodes, seed=EVAL_SEED
-    )
-    return {"history": [{"env_steps": 0, **result.metrics("eval_")}], "episodes": result.episodes}
+    policies = {"model": ActionScorer(model, tokenizer, "word"), "uniform": UNIFORM}
+    results = {
+        policy_name: {
+            mode: evaluate_policy(
+                policy,
+                TASKS[task],
+                eval_episodes,
+                seed=EVAL_SEED,
+                generator=torch.Generator().manual_seed(0),
+                **play,
+            )
+            for mode, play in PLAY_MODES.items()
+        }
+        for policy_name, policy in policies.items()
+    }
+    greedy = results["model"]["greedy"]
+    return {
+        "history": [{"env_steps": 0, **greedy.metrics("eval_")}],
+        "episodes": greedy.episodes,
+        "play_modes": {
+            policy_name: {mode: result.metrics() for mode, result in modes.items()}
+            for policy_name, modes in results.items()
+        },
+    }
 
 
 def markdown_table(summary: dict) -> str:
@@ -100,7 +126,7 @@ def markdown_table(summary: dict) -> str:
     names = {
         "twosome": "TWOSOME (default model, word norm.)",
         "mlp": "PPO-MLP from scratch",
-        "zero_shot": "zero-shot",
+        "zero_shot": "zero-shot (the untrained model)",
     }
 
     def seeds(values: list) -> str:
@@ -124,6 +150,16 @@ def markdown_table(summary: dict) -> str:
                 devices = ", ".join(sorted({d for d in figures["device"] if "CPU" not in d}))
                 name += f", {epochs} PPO epoch(s)" + (f", on {devices}" if devices else "")
             name += ", bf16 autocast" if any(figures.get("bf16", [])) else ""
+            if method == "zero_shot":  # no training: greedy success, and the other ways to play it
+                others = "; ".join(
+                    f"{policy_name}: "
+                    + ", ".join(
+                        f"{mode.replace('_', ' ')} {m['success_rate']:.1f}" for mode, m in modes.items()
+                    )
+                    for policy_name, modes in figures["play_modes"].items()
+                )
+                lines.append(f"| {name_of_task} | {name} | 0 | | {others} | {final} |")
+                continue
             lines.append(
                 f"| {name_of_task} | {name} | {budget} | {seeds(figures['steps_to_target'])} "
                 f"| {seeds(figures['steps_to_sampled_target'])} | {final} |"
@@ -159,6 +195,8 @@ def report() -> dict:
                 "wall_seconds": [r.get("wall_seconds") for r in records],
                 "bf16": [r.get("bf16", False) for r in records],
             }
+            if method == "zero_shot":
+                row[method]["play_modes"] = records[0].get("play_modes", {})
             if method == "twosome":
                 row[method]["seconds_per_iteration"] = [r["seconds_per_iteration"] for r in records]
                 row[method]["num_ppo_epochs"] = [r["num_ppo_epochs"] for r in records]

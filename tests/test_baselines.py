@@ -6,7 +6,7 @@ import torch
 
 from trl_embodied import evaluate_policy, make_env
 from trl_embodied.baselines import MLPActorCritic, MLPPPOConfig, train_mlp_ppo
-from trl_embodied.evaluation import PLANNER, play_episodes
+from trl_embodied.evaluation import PLANNER, UNIFORM, play_episodes
 from trl_embodied.plotting import curve, plot_learning_curves
 
 from .toy_envs import DoorEnv, TwoChoiceEnv
@@ -105,6 +105,19 @@ def test_no_repeat_breaks_the_loops_of_a_greedy_policy():
             before = tried.setdefault(step["prompt"], set())
             assert step["action"] not in before or len(before) == 3
             before.add(step["action"])
+
+
+def test_the_uniform_policy_is_the_uninformed_control():
+    records, _ = play_episodes(UNIFORM, DoorEnv, 1, record_steps=True, progress=False)
+    steps = records[0]["steps"]
+    assert steps[0]["action_probs"] == pytest.approx([1 / 3] * 3)
+    # Greedily it takes the first listed action: opens the door, then opens the open door to the limit.
+    assert [s["action"] for s in steps] == [0] * 20 and not records[0]["success"]
+    # Without repeats it tries each state's actions in their listed order, a search that finds the way out.
+    result = evaluate_policy(UNIFORM, DoorEnv, episodes=1, no_repeat=True, progress=False)
+    assert result.success_rate == 1.0 and result.mean_length == 7
+    with pytest.raises(ValueError, match="'planner' and 'uniform'"):
+        evaluate_policy("random", DoorEnv, episodes=1, progress=False)
 
 
 def test_the_planner_policy_is_optimal_and_steps_are_recorded():

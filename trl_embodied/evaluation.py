@@ -40,6 +40,9 @@ class EvaluationResult:
 
 #: ``policy="planner"``: the env's own optimal planner (``TextEnv.plan``), the scripted expert.
 PLANNER = "planner"
+#: ``policy="uniform"``: every valid action equally likely, the uninformed control (greedily it takes the
+#: first listed action; with ``no_repeat`` it tries a state's actions in their listed order).
+UNIFORM = "uniform"
 
 
 #: How to play a policy in an evaluation: the keyword arguments of :func:`evaluate_policy` per named mode.
@@ -62,15 +65,21 @@ def action_probabilities(
 ) -> torch.Tensor:
     """``[B, K]`` probabilities from an EmbodiedActorCritic, an ActionScorer, a symbolic-observation policy
     (the MLP baseline, K = the action space's size), the planner (one-hot on its next action; needs
-    ``envs``) or a plain callable.
+    ``envs``), the uniform policy or a plain callable.
 
     ``cache``: an LLM policy's probabilities per state, kept by the caller while the policy is fixed
     (see :func:`~trl_embodied.scoring.memoized_states`); a revisited state is not scored again.
     """
     if isinstance(policy, str):
-        if policy != PLANNER:
-            raise ValueError(f"policy={policy!r}; the only policy named by a string is {PLANNER!r}.")
+        if policy not in (PLANNER, UNIFORM):
+            raise ValueError(
+                f"policy={policy!r}; the policies named by a string are {PLANNER!r} and {UNIFORM!r}."
+            )
         probs = torch.zeros(len(prompts), max(len(a) for a in actions))
+        if policy == UNIFORM:
+            for i, valid in enumerate(actions):
+                probs[i, : len(valid)] = 1.0 / len(valid)
+            return probs
         for i, env in enumerate(envs):
             if not hasattr(env.unwrapped, "plan"):
                 raise TypeError(f"{type(env.unwrapped).__name__} has no planner (TextEnv.plan).")

@@ -28,6 +28,7 @@ def write_json(path: Path, data: Any, indent: int = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
         handle.write(json.dumps(data, indent=indent) + "\n")
+    os.chmod(handle.name, 0o644)  # a temporary file is private (0600); a result is for everyone to read
     os.replace(handle.name, path)
     print(f"wrote {path}", flush=True)
     return path

@@ -11,8 +11,8 @@ SFTTrainer, as benchmarks/warm_start.py does), then runs PPO from it: the route 
 prior never finds the sparse reward on its own.
 
 Writes benchmarks/results/generalization.json (``generalization_warm_start.json`` with ``--warm_start``,
-a ``_<n>_epochs`` suffix with ``--num_ppo_epochs n`` other than the trainer's default, ``_seed<k>`` for a
-seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
+a ``_<n>_epochs`` suffix (``_1_epoch`` for one) with ``--num_ppo_epochs n`` other than the trainer's
+default, ``_seed<k>`` for a seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
 before four epochs became the default.
 """
 

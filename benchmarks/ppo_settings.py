@@ -84,12 +84,12 @@ def report() -> dict:
         "| PPO-MLP steps / TWOSOME steps | final greedy success | device |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    defaults = trainer_defaults_variant()
     for task_dir in sorted(p for p in RUNS.iterdir() if p.is_dir()):
         task = task_dir.name
         records = [json.loads(path.read_text()) for path in sorted(task_dir.glob("*.json"))]
         # sample_efficiency.py's TWOSOME runs are the trainer's defaults: they stand in for that variant
         # where this benchmark has no run of that seed (as they do for word normalization in normalization.py).
-        defaults = trainer_defaults_variant()
         own_defaults = {
             r["seed"]
             for r in records

@@ -187,21 +187,23 @@ def play_episodes(
         ).float()
         if no_repeat:
             probs = probs.clone()  # the policy's own tensor stays as it returned it
-            for row, i in enumerate(active):
-                episode = running[i]
-                tries = episode["tried"].get(
-                    state_key(episode), torch.zeros(len(episode["info"]["valid_actions"]))
-                )
+            # Each row's tries per action from its current state; the chosen action is counted below.
+            tries = [
+                running[i]["tried"].setdefault(state_key(running[i]), torch.zeros(len(info["valid_actions"])))
+                for i, info in zip(active, infos, strict=True)
+            ]
+            for row, counts in enumerate(tries):
                 least_tried = torch.zeros_like(probs[row])
-                least_tried[: len(tries)] = (tries == tries.min()).float()
-                if (probs[row] * least_tried).sum() > 0:  # else the policy gives them no mass: leave it be
-                    probs[row] = probs[row] * least_tried / (probs[row] * least_tried).sum()
+                least_tried[: len(counts)] = (counts == counts.min()).float()
+                masked = probs[row] * least_tried
+                if masked.sum() > 0:  # else the policy gives them no mass: leave it be
+                    probs[row] = masked / masked.sum()
         choices = probs.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         for row, (i, action) in enumerate(zip(active, choices.tolist(), strict=True)):
             episode = running[i]
             valid = list(episode["info"]["valid_actions"])
             if no_repeat:
-                episode["tried"].setdefault(state_key(episode), torch.zeros(len(valid)))[action] += 1
+                tries[row][action] += 1
             prompt, reward, terminated, truncated, info = envs[i].step(action)
             if record_steps:
                 episode["steps"].append(

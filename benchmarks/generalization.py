@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import train_twosome, warm_start, write_json
+from common import add_bf16_argument, train_twosome, warm_start, write_json
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN_ENV = "trl_embodied/Household-FoodPreparation-v0"
@@ -64,9 +64,7 @@ def main() -> None:
     parser.add_argument("--total_env_steps", type=int, default=5120)
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--bf16", action="store_true", help="Train with bf16 autocast (about 2x faster on CPU)."
-    )
+    add_bf16_argument(parser)
     parser.add_argument(
         "--stop_at_target",
         action="store_true",
@@ -96,7 +94,6 @@ def main() -> None:
         seed=args.seed,
         stop_at_target=args.stop_at_target,
         bf16=args.bf16,
-        gamma=0.95,  # the paper's discount on its household tasks
         **overrides,
     )
     model = trainer.accelerator.unwrap_model(trainer.model)

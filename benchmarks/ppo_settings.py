@@ -38,7 +38,7 @@ from common import (
     train_twosome,
     write_json,
 )
-from sample_efficiency import GAMMA, TASKS
+from sample_efficiency import TASKS
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "ppo_settings"
@@ -179,7 +179,6 @@ def main() -> None:
                 eval_episodes=args.eval_episodes,
                 seed=seed,
                 stop_at_target=args.stop_at_target,
-                gamma=GAMMA[args.task],
                 **VARIANTS[variant],
             )
             record.update(

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from common import (
     TARGET,
+    add_bf16_argument,
     add_learning_arguments,
     final_greedy_success,
+    paper_gamma,
     steps_to_sampled_target,
     steps_to_target,
     train_twosome,
@@ -41,8 +43,6 @@ TASKS = {
     "food_preparation": "trl_embodied/Household-FoodPreparation-v0",
     "entertainment": "trl_embodied/Household-Entertainment-v0",
 }
-# The paper's discounts: 0.99 in Overcooked, 0.95 in the household (VirtualHome) tasks; both methods use them.
-GAMMA = {"tomato_salad": 0.99, "tomato_lettuce_salad": 0.99, "food_preparation": 0.95, "entertainment": 0.95}
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 
 
@@ -63,7 +63,6 @@ def run_twosome(
         seed=seed,
         stop_at_target=stop_at_target,
         bf16=bf16,
-        gamma=GAMMA[task],
     )
     return record
 
@@ -73,7 +72,7 @@ def run_mlp(task: str, seed: int, total_env_steps: int, eval_every: int, eval_ep
 
     config = MLPPPOConfig(
         env_id=TASKS[task],
-        gamma=GAMMA[task],
+        gamma=paper_gamma(TASKS[task]),
         total_env_steps=total_env_steps,
         eval_every=eval_every,
         eval_episodes=eval_episodes,
@@ -239,9 +238,7 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(TASKS), default="tomato_salad")
     parser.add_argument("--method", choices=["twosome", "mlp", "zero_shot"], default="twosome")
     parser.add_argument("--mlp_budget_factor", type=int, default=10)
-    parser.add_argument(
-        "--bf16", action="store_true", help="TWOSOME with bf16 autocast (about 2x faster on CPU)."
-    )
+    add_bf16_argument(parser)
     add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
     if args.report:

@@ -1,11 +1,14 @@
-"""The figures of merit the benchmarks report, from a run's log history."""
+"""The figures of merit the benchmarks report, from a run's log history, and the settings they share."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from common import steps_to_sampled_target, steps_to_target  # noqa: E402
+import pytest  # noqa: E402
+from common import paper_gamma, steps_to_sampled_target, steps_to_target  # noqa: E402
+
+from trl_embodied.envs import ENV_IDS  # noqa: E402
 
 
 def iteration(env_steps: int, episodes: int, success_rate: float) -> dict:
@@ -41,3 +44,13 @@ def test_sampled_target_needs_a_full_window_of_successful_episodes():
     shuffled = [history[3], {"env_steps": 448, "loss/policy": 0.1}, history[0], history[2], history[1]]
     assert steps_to_sampled_target(shuffled) == 512
     assert steps_to_sampled_target(history[:3]) is None
+
+
+def test_every_registered_task_has_the_papers_discount():
+    # Both methods of every benchmark train with it; a task without one would silently get a default.
+    gammas = {env_id: paper_gamma(env_id) for env_id in ENV_IDS}
+    assert gammas["trl_embodied/Overcooked-TomatoLettuceSalad-v0"] == 0.99
+    assert gammas["trl_embodied/Household-FoodPreparation-v0"] == 0.95
+    assert set(gammas.values()) == {0.99, 0.95}
+    with pytest.raises(ValueError, match="No paper discount.*known families"):
+        paper_gamma("trl_embodied/Minigrid-Empty-v0")

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, train_twosome, write_json
+from common import TARGET, add_learning_arguments, learning_settings, train_twosome, write_json
 
 RESULTS = Path(__file__).parent / "results"
 ENV_ID = "trl_embodied/Overcooked-TomatoSalad-v0"
@@ -31,13 +31,7 @@ def main() -> None:
     add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
     seed = args.seed[0]
-    settings = dict(
-        total_env_steps=args.total_env_steps,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        seed=seed,
-        stop_at_target=args.stop_at_target,
-    )
+    settings = dict(seed=seed, **learning_settings(args))
     runs = {"bf16": train_twosome(ENV_ID, bf16=True, **settings)[1]}
     reference = FLOAT32_RUNS / f"twosome_seed{seed}.json"
     runs["float32"] = (

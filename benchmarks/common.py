@@ -80,6 +80,17 @@ def add_learning_arguments(parser: argparse.ArgumentParser, total_env_steps: int
     parser.add_argument("--report", action="store_true", help="Only merge finished runs and plot.")
 
 
+def learning_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The budget, evaluation and stop of :func:`add_learning_arguments`' command line, as
+    :func:`train_twosome`'s keyword arguments (the seed is each run's own)."""
+    return dict(
+        total_env_steps=args.total_env_steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        stop_at_target=args.stop_at_target,
+    )
+
+
 def steps_to_target(history: list[dict], target: float = TARGET) -> int | None:
     """The env steps at the first evaluation whose greedy success reaches ``target``."""
     evals = sorted(
@@ -189,6 +200,7 @@ def train_twosome(
         "stopped_at_target": stop_at_target,
         "bf16": bool(overrides.get("bf16", False)),
         "num_ppo_epochs": args.num_ppo_epochs,
+        "gamma": args.gamma,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU",
     }
     return trainer, record

@@ -21,7 +21,14 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, final_greedy_success, train_twosome, write_json
+from common import (
+    TARGET,
+    add_learning_arguments,
+    final_greedy_success,
+    learning_settings,
+    train_twosome,
+    write_json,
+)
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "normalization"
@@ -77,13 +84,7 @@ def main() -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     for seed in args.seed:
         _, record = train_twosome(
-            ENV_ID,
-            total_env_steps=args.total_env_steps,
-            eval_every=args.eval_every,
-            eval_episodes=args.eval_episodes,
-            seed=seed,
-            stop_at_target=args.stop_at_target,
-            normalization=args.normalization,
+            ENV_ID, seed=seed, normalization=args.normalization, **learning_settings(args)
         )
         record.update(normalization=args.normalization, seed=seed, total_env_steps=args.total_env_steps)
         path = RUNS / f"{args.normalization}_seed{seed}.json"

@@ -33,6 +33,7 @@ from common import (
     TARGET,
     add_learning_arguments,
     final_greedy_success,
+    learning_settings,
     steps_to_sampled_target,
     steps_to_target,
     train_twosome,
@@ -173,13 +174,7 @@ def main() -> None:
     for variant in args.variant:
         for seed in args.seed:
             _, record = train_twosome(
-                TASKS[args.task],
-                total_env_steps=args.total_env_steps,
-                eval_every=args.eval_every,
-                eval_episodes=args.eval_episodes,
-                seed=seed,
-                stop_at_target=args.stop_at_target,
-                **VARIANTS[variant],
+                TASKS[args.task], seed=seed, **learning_settings(args), **VARIANTS[variant]
             )
             record.update(
                 task=args.task,

@@ -22,12 +22,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from common import (
     TARGET,
     add_bf16_argument,
     add_learning_arguments,
     final_greedy_success,
+    learning_settings,
     paper_gamma,
     steps_to_sampled_target,
     steps_to_target,
@@ -46,24 +48,9 @@ TASKS = {
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 
 
-def run_twosome(
-    task: str,
-    seed: int,
-    total_env_steps: int,
-    eval_every: int,
-    eval_episodes: int,
-    stop_at_target: bool,
-    bf16: bool,
-) -> dict:
-    _, record = train_twosome(
-        TASKS[task],
-        total_env_steps=total_env_steps,
-        eval_every=eval_every,
-        eval_episodes=eval_episodes,
-        seed=seed,
-        stop_at_target=stop_at_target,
-        bf16=bf16,
-    )
+def run_twosome(task: str, seed: int, bf16: bool, **settings: Any) -> dict:
+    """``settings``: :func:`common.learning_settings`."""
+    _, record = train_twosome(TASKS[task], seed=seed, bf16=bf16, **settings)
     return record
 
 
@@ -248,9 +235,7 @@ def main() -> None:
     for seed in args.seed if args.method != "zero_shot" else [0]:
         if args.method == "twosome":
             budget = args.total_env_steps
-            record = run_twosome(
-                args.task, seed, budget, args.eval_every, args.eval_episodes, args.stop_at_target, args.bf16
-            )
+            record = run_twosome(args.task, seed, args.bf16, **learning_settings(args))
         elif args.method == "mlp":
             budget = args.total_env_steps * args.mlp_budget_factor
             record = run_mlp(args.task, seed, budget, args.eval_every, args.eval_episodes)

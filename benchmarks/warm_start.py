@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common import TARGET, add_learning_arguments, train_twosome, warm_start, write_json
+from common import TARGET, add_learning_arguments, learning_settings, train_twosome, warm_start, write_json
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "warm_start"
@@ -76,15 +76,7 @@ def main() -> None:
         adapter, cost = warm_start(
             ENV_ID, seed, args.demonstration_episodes, args.sft_epochs, args.sft_learning_rate
         )
-        _, record = train_twosome(
-            ENV_ID,
-            total_env_steps=args.total_env_steps,
-            eval_every=args.eval_every,
-            eval_episodes=args.eval_episodes,
-            seed=seed,
-            stop_at_target=args.stop_at_target,
-            adapter_path=adapter,
-        )
+        _, record = train_twosome(ENV_ID, seed=seed, adapter_path=adapter, **learning_settings(args))
         record.update(seed=seed, total_env_steps=args.total_env_steps, sft=cost)
         path = RUNS / f"warm_seed{seed}.json"
         write_json(path, record, indent=1)

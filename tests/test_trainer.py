@@ -11,7 +11,7 @@ import datasets
 import huggingface_hub
 import pytest
 import torch
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 
 from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer
 from trl_embodied.scoring import naive_action_logprobs
@@ -161,8 +161,6 @@ def test_logged_metrics(tmp_path, tokenizer):
 
 
 def test_callbacks_see_the_ppo_metrics(tmp_path, tokenizer):
-    from transformers import TrainerCallback
-
     class Recorder(TrainerCallback):
         def __init__(self):
             self.logs, self.evaluations = [], []
@@ -200,14 +198,34 @@ def test_two_learning_rates_decay_linearly(tmp_path, tokenizer):
 
 
 def test_target_kl_skips_the_rest_of_the_iteration(tmp_path, tokenizer):
+    # 16 transitions in minibatches of 4: four optimizer steps in the iteration.
     trainer = make_trainer(
-        tmp_path, tokenizer, max_steps=2, target_kl=1e-12, learning_rate=0.1, logging_steps=1
+        tmp_path,
+        tokenizer,
+        max_steps=4,
+        per_device_train_batch_size=4,
+        target_kl=1e-12,
+        learning_rate=0.1,
+        logging_steps=1,
     )
+    after_step = []
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            after_step.append(trainable_state(trainer))
+
+    trainer.add_callback(Snapshot())
     trainer.train()
     logs = [h for h in trainer.state.log_history if "policy/early_stopped" in h]
     # The first minibatch moves the policy (its KL is 0 by construction: the rollout's policy), the second
     # passes the target and stops the iteration.
     assert logs[0]["policy/early_stopped"] == 0.0 and logs[1]["policy/early_stopped"] == 1.0
+    # Skipped minibatches leave no gradient at all (None, not zeros): with zeros, Adam's momentum would keep
+    # moving the adapter after the stop.
+    second, third, fourth = after_step[1:]
+    assert all(torch.equal(second[name], third[name]) for name in second)
+    assert all(torch.equal(third[name], fourth[name]) for name in third)
+    assert any(not torch.equal(after_step[0][name], second[name]) for name in second)
 
 
 @pytest.mark.parametrize("bf16", [False, True])

@@ -541,6 +541,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             raise ValueError("EmbodiedPPOTrainer.compute_loss does not return outputs.")
         device = self.accelerator.device
         if self._stop_iteration:  # target KL passed earlier in this iteration: skip, no forward
+            # The parameters get no gradient at all (the Trainer's zero_grad sets them to None), so the
+            # optimizer leaves them alone; zero gradients would let Adam's momentum move them on.
             return torch.zeros((), device=device, requires_grad=True)
         args = self.args
         output = model(inputs["prompts"], inputs["actions"])

@@ -48,6 +48,8 @@ SAMPLE_EFFICIENCY_RUNS = RESULTS / "sample_efficiency"
 VARIANTS = {
     "one_epoch": {"num_ppo_epochs": 1},  # the paper's
     "four_epochs": {"num_ppo_epochs": 4},
+    # The paper's target_kl=0.02 ended 91% of the four-epoch iterations after about 7 of 16 minibatches.
+    "four_epochs_no_kl_stop": {"num_ppo_epochs": 4, "target_kl": None},
     "one_epoch_low_entropy": {"num_ppo_epochs": 1, "ent_coef": 0.001},
     "four_epochs_low_entropy": {"num_ppo_epochs": 4, "ent_coef": 0.001},
     "one_epoch_actor_lr_3e-3": {"num_ppo_epochs": 1, "learning_rate": 3e-3},

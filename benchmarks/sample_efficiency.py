@@ -22,7 +22,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from common import (
     TARGET,
@@ -46,12 +45,6 @@ TASKS = {
     "entertainment": "trl_embodied/Household-Entertainment-v0",
 }
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
-
-
-def run_twosome(task: str, seed: int, bf16: bool, **settings: Any) -> dict:
-    """``settings``: :func:`common.learning_settings`."""
-    _, record = train_twosome(TASKS[task], seed=seed, bf16=bf16, **settings)
-    return record
 
 
 def run_mlp(task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int) -> dict:
@@ -235,7 +228,7 @@ def main() -> None:
     for seed in args.seed if args.method != "zero_shot" else [0]:
         if args.method == "twosome":
             budget = args.total_env_steps
-            record = run_twosome(args.task, seed, args.bf16, **learning_settings(args))
+            _, record = train_twosome(TASKS[args.task], seed=seed, bf16=args.bf16, **learning_settings(args))
         elif args.method == "mlp":
             budget = args.total_env_steps * args.mlp_budget_factor
             record = run_mlp(args.task, seed, budget, args.eval_every, args.eval_episodes)

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import QUIET_RUN, isolated, write_json
+from common import QUIET_RUN, isolated, paper_gamma, write_json
 
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
 SHAPES = {
@@ -83,6 +83,7 @@ def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
     args = EmbodiedPPOConfig(
         output_dir=tempfile.mkdtemp(),
         env_id=spec["env_id"],
+        gamma=paper_gamma(spec["env_id"]),
         num_envs=spec["num_envs"],
         rollout_steps=spec["rollout_steps"],
         per_device_train_batch_size=min(MINIBATCH, transitions),
@@ -141,6 +142,7 @@ def measure_plain(shape: str) -> dict:
     )
 
     spec = SHAPES[shape]
+    gamma = paper_gamma(spec["env_id"])  # timing does not depend on it; the same as the trainer's run
     torch.manual_seed(0)
     base, tokenizer = load_base_model()
     model = EmbodiedActorCritic(base, tokenizer)
@@ -198,7 +200,7 @@ def measure_plain(shape: str) -> dict:
         scoring += time.perf_counter() - tick
     next_values = torch.cat([values[1:], bootstrap[None]])
     advantages, returns = compute_gae(
-        rewards, values, next_values, terminated, truncated, primitive, gamma=0.99, gae_lambda=0.95
+        rewards, values, next_values, terminated, truncated, primitive, gamma=gamma, gae_lambda=0.95
     )
     advantages = normalize_advantages(advantages)
     rollout_done = time.perf_counter()

@@ -130,12 +130,14 @@ def train_twosome(
     eval_episodes: int,
     seed: int,
     stop_at_target: bool = False,
+    model: str | None = None,
     **overrides: Any,
 ):
     """Train EmbodiedPPOTrainer on the default model (on the CUDA device when there is one, else the CPU),
     evaluating greedily before training and every ``eval_every`` env steps. ``overrides`` are
     EmbodiedPPOConfig fields (``normalization``, ``bf16``...); ``gamma`` defaults to the paper's for the task.
     ``stop_at_target``: end training at the first evaluation whose greedy success reaches ``TARGET``.
+    ``model``: the base model's Hub id or local folder (``None``: the embedded default, SmolLM2-135M-Instruct).
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
     the wall time, the device and the mean seconds per PPO iteration spent scoring, in the env and updating.
@@ -173,7 +175,7 @@ def train_twosome(
             if stop_at_target and metrics["eval_success_rate"] >= TARGET:
                 control.should_training_stop = True
 
-    trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[EvaluateEvery()])
+    trainer = EmbodiedPPOTrainer(model=model, args=args, callbacks=[EvaluateEvery()])
     start = time.perf_counter()
     before = trainer.evaluate()  # train() starts a fresh log history: keep this row apart
     if not (stop_at_target and before["eval_success_rate"] >= TARGET):
@@ -201,6 +203,7 @@ def train_twosome(
         "bf16": bool(overrides.get("bf16", False)),
         "num_ppo_epochs": args.num_ppo_epochs,
         "gamma": args.gamma,
+        **({"model": model} if model is not None else {}),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU",
     }
     return trainer, record

@@ -168,7 +168,17 @@ def main() -> None:
         help="Appended to the record's file name, to keep a repeat of a (variant, seed) beside the first "
         "(e.g. cpu for a CPU repeat of a GPU run).",
     )
+    parser.add_argument(
+        "--model_name_or_path",
+        default=None,
+        help="Another base model (a Hub id or a local checkpoint folder) instead of the embedded default; "
+        "needs --run_name, which keeps its runs beside the default model's.",
+    )
     args = parser.parse_args()
+    if args.model_name_or_path and not args.run_name:
+        parser.error(
+            "--model_name_or_path needs --run_name (e.g. the model's name), so its runs are kept apart."
+        )
     if args.report:
         report()
         return
@@ -176,7 +186,11 @@ def main() -> None:
     for variant in args.variant:
         for seed in args.seed:
             _, record = train_twosome(
-                TASKS[args.task], seed=seed, **learning_settings(args), **VARIANTS[variant]
+                TASKS[args.task],
+                seed=seed,
+                model=args.model_name_or_path,
+                **learning_settings(args),
+                **VARIANTS[variant],
             )
             record.update(
                 task=args.task,

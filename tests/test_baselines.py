@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trl_embodied import evaluate_policy, make_env
+from trl_embodied import ActionScorer, evaluate_policy, expert_agreement, make_env
 from trl_embodied.baselines import MLPActorCritic, MLPPPOConfig, train_mlp_ppo
 from trl_embodied.evaluation import PLANNER, UNIFORM, play_episodes
 from trl_embodied.plotting import curve, plot_learning_curves
@@ -136,6 +136,30 @@ def test_the_planner_policy_is_optimal_and_steps_are_recorded():
         )
     with pytest.raises(ValueError, match="planner"):
         evaluate_policy("expert", "trl_embodied/Overcooked-TomatoSalad-v0", episodes=1, progress=False)
+
+
+def test_expert_agreement_measures_a_prior_against_the_uniform_policy(tokenizer):
+    from .conftest import build_llama
+
+    records, _ = play_episodes(PLANNER, TOMATO_SALAD, 2, record_steps=True, progress=False)
+    steps = [step for record in records for step in record["steps"]]
+    uniform = expert_agreement(UNIFORM, TOMATO_SALAD, episodes=2)
+    assert uniform.states == len(steps) > 0
+    assert uniform.expert_probability == pytest.approx(uniform.uniform_probability)
+    assert uniform.lift == pytest.approx(1.0)
+    # Greedily the uniform policy takes the first listed action: it agrees where the planner does too.
+    assert uniform.argmax_agreement == pytest.approx(np.mean([s["action"] == 0 for s in steps]))
+    # A base model's probabilities, in batches that split the episodes, match scoring each state alone.
+    scorer = ActionScorer(build_llama(len(tokenizer), seed=1), tokenizer)
+    model = expert_agreement(scorer, TOMATO_SALAD, episodes=2, batch_size=4)
+    alone = [scorer.score([s["prompt"]], [s["valid_actions"]]).probs[0] for s in steps]
+    expected = [float(p[s["action"]]) for p, s in zip(alone, steps, strict=True)]
+    hits = [int(p.argmax()) == s["action"] for p, s in zip(alone, steps, strict=True)]
+    assert model.expert_probability == pytest.approx(np.mean(expected), rel=1e-5)
+    assert model.argmax_agreement == pytest.approx(np.mean(hits))
+    assert model.lift != pytest.approx(1.0)  # a random model is not uniform
+    with pytest.raises(ValueError, match="the planner is the expert"):
+        expert_agreement(PLANNER, TOMATO_SALAD)
 
 
 def test_learning_curves_are_written_as_png_and_svg(tmp_path):

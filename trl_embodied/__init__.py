@@ -18,7 +18,7 @@ from trl_embodied.envs import (
     TextEnvWrapper,
     make_env,
 )
-from trl_embodied.evaluation import EvaluationResult, evaluate_policy
+from trl_embodied.evaluation import EvaluationResult, ExpertAgreement, evaluate_policy, expert_agreement
 from trl_embodied.grpo import EmbodiedGRPOEnvironment, grpo_environment_factory, grpo_prompts
 from trl_embodied.modeling import (
     ActorCriticOutput,
@@ -37,6 +37,8 @@ __all__ = [
     "EmbodiedPPOTrainer",
     "EvaluationResult",
     "evaluate_policy",
+    "ExpertAgreement",
+    "expert_agreement",
     "plot_learning_curves",
     "LogEpisodesCallback",
     "EmbodiedGRPOEnvironment",

@@ -127,6 +127,7 @@ def report() -> dict:
                 "ratio_mlp_to_twosome_steps": mlp / reached if reached and mlp else None,
                 "final_greedy_success": final_greedy_success(r["history"]),
                 "device": r["device"],
+                "model": r.get("model"),  # None: the embedded default
                 "reconstructed_from_log": r.get("reconstructed_from_log"),
             }
             rows.append(row)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from common import write_json
-from sample_efficiency import TASKS
+from sample_efficiency import EVAL_SEED, TASKS
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_MODEL = "smollm2_135m_instruct"  # the embedded default's label
@@ -36,7 +36,12 @@ def main() -> None:
         metavar="LABEL=PATH",
         help="Another base model (a Hub id or a local checkpoint folder) to measure beside the default.",
     )
-    parser.add_argument("--episodes", type=int, default=3, help="Planner episodes per task (seeds 10000...).")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=3,
+        help="Planner episodes per task (the evaluation seeds, from EVAL_SEED).",
+    )
     args = parser.parse_args()
     models = {DEFAULT_MODEL: None}
     for entry in args.model:
@@ -53,7 +58,7 @@ def main() -> None:
         policy = make_policy()
         for task, env_id in TASKS.items():
             start = time.perf_counter()
-            result = expert_agreement(policy, env_id, episodes=args.episodes, seed=10_000)
+            result = expert_agreement(policy, env_id, episodes=args.episodes, seed=EVAL_SEED)
             rows[task][label] = {
                 "states": result.states,
                 "expert_probability": result.expert_probability,

@@ -220,6 +220,8 @@ def test_target_kl_skips_the_rest_of_the_iteration(tmp_path, tokenizer):
     # The first minibatch moves the policy (its KL is 0 by construction: the rollout's policy), the second
     # passes the target and stops the iteration.
     assert logs[0]["policy/early_stopped"] == 0.0 and logs[1]["policy/early_stopped"] == 1.0
+    # The skipped steps log nothing: no loss of 0 that measured nothing.
+    assert [h["step"] for h in trainer.state.log_history if "loss" in h] == [1, 2]
     # Skipped minibatches leave no gradient at all (None, not zeros): with zeros, Adam's momentum would keep
     # moving the adapter after the stop.
     second, third, fourth = after_step[1:]

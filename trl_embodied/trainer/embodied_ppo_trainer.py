@@ -571,6 +571,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
 
     # -- logging ---------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._stop_iteration and not self._metrics:
+            # Only minibatches skipped after the target-KL stop since the last log: their "loss" of 0 and
+            # grad_norm of 0 are no measurement, and would draw false dips in TensorBoard or W&B.
+            return
         if not any(key.startswith("eval_") for key in logs):
             for key, values in self._metrics.items():
                 finite = [v for v in values if not math.isnan(v)]

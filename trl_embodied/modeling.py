@@ -61,18 +61,28 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def default_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """A regular checkpoint (safetensors + tokenizer) of the embedded default model.
+def gguf_checkpoint_dir(
+    gguf_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, *, model_id: str | None = None
+) -> Path:
+    """A regular checkpoint (safetensors + tokenizer) converted from a GGUF file.
 
-    De-quantizing the GGUF file takes ~14 s here, so it is done once and cached in the Hugging Face
-    cache directory (``$HF_HOME/trl_embodied``), keyed by the GGUF file's hash; later loads take about a
-    second. The cache is written to a temporary folder and renamed into place, so an interrupted or
-    concurrent conversion never leaves a half-written checkpoint.
+    transformers de-quantizes a GGUF file at every ``from_pretrained(..., gguf_file=...)`` (~14 s for the
+    135M default, ~45 s for a 270M model here), so it is done once and cached in the Hugging Face cache
+    directory (``$HF_HOME/trl_embodied``), keyed by the file's hash; later loads take about a second. The
+    cache is written to a temporary folder and renamed into place, so an interrupted or concurrent
+    conversion never leaves a half-written checkpoint.
+
+    Args:
+        gguf_path: the ``.gguf`` file (one file; split downloads are joined first).
+        cache_dir: where the checkpoint goes instead of ``$HF_HOME/trl_embodied``.
+        model_id: the name written into the checkpoint's config (e.g. the Hub id the GGUF was made from).
     """
     from huggingface_hub import constants
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = default_gguf_path()
+    gguf = Path(gguf_path).expanduser()
+    if not gguf.is_file():
+        raise FileNotFoundError(f"GGUF file {str(gguf)!r} does not exist; pass the path of a .gguf file.")
     root = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HOME) / "trl_embodied"
     target = root / f"{gguf.stem}-{_file_digest(gguf)}"
     if (target / "config.json").is_file():
@@ -86,7 +96,8 @@ def default_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.config._name_or_path = DEFAULT_MODEL_ID
+        if model_id is not None:
+            model.config._name_or_path = model_id
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         try:
@@ -97,6 +108,11 @@ def default_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def default_model_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The embedded default model as a regular checkpoint (see :func:`gguf_checkpoint_dir`)."""
+    return gguf_checkpoint_dir(default_gguf_path(), cache_dir, model_id=DEFAULT_MODEL_ID)
 
 
 def load_base_model(
@@ -111,7 +127,8 @@ def load_base_model(
     """Load a causal LM and its tokenizer.
 
     Args:
-        name_or_path: a Hub id or a local path, as for ``from_pretrained``; ``None`` loads the embedded
+        name_or_path: a Hub id or a local path, as for ``from_pretrained``; a local ``.gguf`` file,
+            converted once and cached (see :func:`gguf_checkpoint_dir`); ``None`` loads the embedded
             default, SmolLM2-135M-Instruct (see :func:`default_model_dir`).
         load_in_4bit, load_in_8bit: quantize with bitsandbytes (``BitsAndBytesConfig``) and prepare the
             model for k-bit training (PEFT's ``prepare_model_for_kbit_training``). Works on CPU too.
@@ -129,12 +146,20 @@ def load_base_model(
 
     if load_in_4bit and load_in_8bit:
         raise ValueError("load_in_4bit and load_in_8bit are both set; choose one.")
-    source = default_model_dir() if name_or_path is None else name_or_path
-    if str(source).startswith((".", "/", "~")) and not Path(source).expanduser().exists():
+    is_gguf = name_or_path is not None and str(name_or_path).endswith(".gguf")
+    looks_local = is_gguf or str(name_or_path).startswith((".", "/", "~"))
+    if name_or_path is not None and looks_local and not Path(name_or_path).expanduser().exists():
         raise FileNotFoundError(
-            f"model path {str(source)!r} does not exist; pass an existing folder with config.json and "
-            "weights, a Hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct', or None for the embedded default."
+            f"model path {str(name_or_path)!r} does not exist; pass an existing folder with config.json and "
+            "weights, a .gguf file, a Hub id such as 'HuggingFaceTB/SmolLM2-135M-Instruct', or None for the "
+            "embedded default."
         )
+    if name_or_path is None:
+        source = default_model_dir()
+    elif is_gguf:
+        source = gguf_checkpoint_dir(name_or_path)
+    else:
+        source = name_or_path
     kwargs = dict(from_pretrained_kwargs)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
@@ -152,9 +177,11 @@ def load_base_model(
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # Saved adapters then name what the user loaded as their base, not this machine's cache folder.
     if name_or_path is None:
-        # Saved adapters then name the embedded default as their base, not this machine's cache folder.
         model._trl_embodied_default = True
+    elif is_gguf:
+        model.name_or_path = model.config._name_or_path = str(Path(name_or_path).expanduser().resolve())
     if load_in_4bit or load_in_8bit:
         from peft import prepare_model_for_kbit_training
 

@@ -6,7 +6,7 @@ is how often greedy play of the untrained model would take the expert's step. Th
 measured in the same run as the baseline. A few forward passes per task (a minute on the CPU).
 
     python benchmarks/prior.py                                        # the embedded default model
-    python benchmarks/prior.py --model gemma3_270m=/path/to/checkpoint  # and another base model beside it
+    python benchmarks/prior.py --model gemma3_270m=/path/to/gemma-3-270m-q4_k_m.gguf  # and another beside it
 
 Writes benchmarks/results/prior.json.
 """
@@ -34,7 +34,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="LABEL=PATH",
-        help="Another base model (a Hub id or a local checkpoint folder) to measure beside the default.",
+        help="Another base model (a Hub id, a local checkpoint folder or a .gguf file) to measure beside the default.",
     )
     parser.add_argument(
         "--episodes",

@@ -139,11 +139,14 @@ def report() -> dict:
             )
         summary["tasks"][task] = rows
         # One curve per variant over its seeds: the replication runs where a variant has them, else its
-        # screening run (seed 0 appears in both rounds); named repeats of a seed stay out of the curves.
+        # screening run (seed 0 appears in both rounds). Named repeats of a seed stay out of the curves,
+        # except another base model's runs: those are a curve of their own, "variant (run name)".
         replicated = {r["variant"] for r in records if "round" not in r and "run_name" not in r}
         curves: dict[str, list] = {}
         for r in records:
             if "run_name" in r:
+                if r.get("model"):
+                    curves.setdefault(f"{r['variant']} ({r['run_name']})", []).append(r["history"])
                 continue
             if "round" not in r or r["variant"] not in replicated:
                 curves.setdefault(r["variant"], []).append(r["history"])
@@ -174,7 +177,7 @@ def main() -> None:
     parser.add_argument(
         "--model_name_or_path",
         default=None,
-        help="Another base model (a Hub id or a local checkpoint folder) instead of the embedded default; "
+        help="Another base model (a Hub id, a local checkpoint folder or a .gguf file) instead of the embedded default; "
         "needs --run_name, which keeps its runs beside the default model's.",
     )
     args = parser.parse_args()

@@ -93,14 +93,14 @@ def gpt2(tokenizer) -> GPT2LMHeadModel:
 
 @pytest.fixture(scope="session")
 def task_batch() -> tuple[list[str], list[list[str]]]:
-    """Prompts of different lengths with 5, 17 and 8 valid actions."""
+    """Prompts of different lengths with 5, 17 and 8 valid actions (Entertainment's whole vocabulary)."""
     prompts, actions = [], []
-    for env_id in (
-        "Overcooked-TomatoSalad-v0",
-        "Household-Entertainment-v0",
-        "Overcooked-TomatoLettuceSalad-v0",
+    for env_id, env_kwargs in (
+        ("Overcooked-TomatoSalad-v0", {}),
+        ("Household-Entertainment-v0", {"valid_actions": "all"}),
+        ("Overcooked-TomatoLettuceSalad-v0", {}),
     ):
-        prompt, info = trl_embodied.make_env(env_id).reset(seed=0)
+        prompt, info = trl_embodied.make_env(env_id, **env_kwargs).reset(seed=0)
         prompts.append(prompt)
         actions.append(info["valid_actions"])
     return prompts, actions

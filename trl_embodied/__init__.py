@@ -17,6 +17,7 @@ from trl_embodied.envs import (
     TextEnv,
     TextEnvWrapper,
     make_env,
+    register_household_task,
 )
 from trl_embodied.evaluation import EvaluationResult, ExpertAgreement, evaluate_policy, expert_agreement
 from trl_embodied.grpo import EmbodiedGRPOEnvironment, grpo_environment_factory, grpo_prompts
@@ -63,4 +64,5 @@ __all__ = [
     "TextEnv",
     "TextEnvWrapper",
     "make_env",
+    "register_household_task",
 ]

@@ -86,10 +86,16 @@ def action_probabilities(
             probs[i, env.unwrapped.plan()[0]] = 1.0
         return probs
     if getattr(policy, "uses_symbolic_observation", False):
-        return policy.symbolic_probabilities(
+        # Such a policy answers over the env's action vocabulary; valid action j is vocabulary action
+        # info["action_ids"][j].
+        vocabulary_probs = policy.symbolic_probabilities(
             np.stack([info["symbolic_observation"] for info in infos]),
             np.stack([info["action_mask"] for info in infos]),
         )
+        probs = torch.zeros(len(infos), max(len(a) for a in actions))
+        for row, info in enumerate(infos):
+            probs[row, : len(info["action_ids"])] = vocabulary_probs[row, info["action_ids"]]
+        return probs
     scorer = getattr(policy, "scorer", policy)
     if isinstance(scorer, ActionScorer):
 

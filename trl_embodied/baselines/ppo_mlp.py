@@ -5,8 +5,9 @@ training loop reads top to bottom (rollout, GAE, K epochs of clipped PPO over sh
 PPO arithmetic is the trainer's own (:mod:`trl_embodied.trainer.ppo`), macro steps included (gamma^k), and
 the logged keys are the trainer's, so the two methods' learning curves overlay.
 
-The policy sees ``info["symbolic_observation"]`` and picks among the env's ``action_space.n`` actions, the
-invalid ones masked out (``info["action_mask"]``): the built-in tasks keep each action at a fixed index.
+The policy sees ``info["symbolic_observation"]`` and picks among the env's ``action_space.n`` vocabulary
+actions, those not offered now masked out (``info["action_mask"]``), and steps the chosen action's index
+among the valid ones (``info["action_ids"]``): each output unit means the same action in every state.
 
     from trl_embodied.baselines import MLPPPOConfig, train_mlp_ppo
     model, history = train_mlp_ppo(MLPPPOConfig(env_id="trl_embodied/Overcooked-TomatoSalad-v0"))
@@ -175,7 +176,8 @@ def train_mlp_ppo(
             actions[t] = torch.multinomial(log_policy.exp(), 1, generator=generator).squeeze(-1)
             logprobs[t] = log_policy.gather(1, actions[t][:, None]).squeeze(-1)
             for n, env in enumerate(envs):
-                _, reward, term, trunc, info = env.step(int(actions[t, n]))
+                # The policy picks from the vocabulary; the env takes the index among the valid actions.
+                _, reward, term, trunc, info = env.step(infos[n]["action_ids"].index(int(actions[t, n])))
                 rewards[t, n], terminated[t, n], truncated[t, n] = reward, term, trunc and not term
                 primitive_steps[t, n] = info.get("primitive_steps", 1)
                 episode_returns[n] += reward

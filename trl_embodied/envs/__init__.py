@@ -1,7 +1,7 @@
 """Text environments: the contract, the built-in tasks and their gymnasium registration."""
 
 from trl_embodied.envs.core import SymbolicObservation, TextEnv, TextEnvWrapper, Transition
-from trl_embodied.envs.household import HouseholdEnv, HouseholdTask
+from trl_embodied.envs.household import HouseholdEnv, HouseholdTask, register_household_task
 from trl_embodied.envs.overcooked import OvercookedEnv, OvercookedTask
 from trl_embodied.envs.registration import ENV_IDS, make_env, register_envs
 
@@ -19,4 +19,5 @@ __all__ = [
     "Transition",
     "make_env",
     "register_envs",
+    "register_household_task",
 ]

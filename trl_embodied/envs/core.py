@@ -8,8 +8,11 @@ A text environment is a ``gymnasium.Env`` whose
 
   ==========================  ===============================================================
   ``valid_actions``           ``list[str]``, non-empty, unique: what the agent may do next
-  ``action_mask``             ``np.ndarray[int8]`` of shape ``[action_space.n]``: 1 for the
-                              first ``len(valid_actions)`` indices (gymnasium's masked sampling)
+  ``action_ids``              ``list[int]``: each valid action's index in the env's action
+                              vocabulary (``action_space``); ``0..len(valid_actions)-1`` where
+                              the env has no fixed vocabulary
+  ``action_mask``             ``np.ndarray[int8]`` of shape ``[action_space.n]``: 1 at
+                              ``action_ids`` (the vocabulary actions offered now)
   ``success``                 ``bool``: the task was completed (True at most on the last step)
   ``primitive_steps``         ``int``: primitive time steps the last action took (macro actions
                               take several; GAE discounts them with ``gamma ** primitive_steps``)
@@ -17,8 +20,10 @@ A text environment is a ``gymnasium.Env`` whose
                               state as a vector, for non-LLM baselines (an MLP on PPO from scratch)
   ==========================  ===============================================================
 
-Rewards, ``terminated`` and ``truncated`` follow gymnasium. ``action_space`` is a ``Discrete`` whose
-size bounds the number of valid actions; the valid ones are always the first ``len(valid_actions)``.
+Rewards, ``terminated`` and ``truncated`` follow gymnasium. ``action_space`` is a ``Discrete`` over the
+env's action vocabulary, whose size bounds the number of valid actions. A policy over the vocabulary (an
+MLP on the symbolic observation) picks ``v`` with ``info["action_mask"]`` and steps
+``info["action_ids"].index(v)``: the same output means the same action in every state.
 
 Two ways to build one:
 
@@ -115,10 +120,10 @@ def join_phrases(phrases: Sequence[str]) -> str:
     return ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
-def action_mask(num_valid: int, max_actions: int) -> np.ndarray:
-    """``int8[max_actions]`` with ones for the first ``num_valid`` indices."""
+def action_mask(action_ids: Sequence[int], max_actions: int) -> np.ndarray:
+    """``int8[max_actions]`` with ones at ``action_ids`` (the vocabulary actions offered now)."""
     mask = np.zeros(max_actions, dtype=np.int8)
-    mask[:num_valid] = 1
+    mask[list(action_ids)] = 1
     return mask
 
 
@@ -187,6 +192,11 @@ class TextEnv(gymnasium.Env[str, int], Generic[State]):
         """The action texts valid in ``state``; index ``i`` of this list is action ``i``."""
         raise NotImplementedError
 
+    def action_ids(self, state: State) -> list[int]:
+        """Each valid action's index in the env's vocabulary (``action_space``). By default the
+        vocabulary is the list of slots: valid action ``i`` is vocabulary action ``i``."""
+        return list(range(len(self.valid_actions(state))))
+
     def transition(self, state: State, action: int) -> Transition[State]:
         """Apply valid action ``action`` to ``state``; must not mutate ``state``."""
         raise NotImplementedError
@@ -237,9 +247,11 @@ class TextEnv(gymnasium.Env[str, int], Generic[State]):
 
     def _info(self, *, success: bool, primitive_steps: int) -> dict[str, Any]:
         valid = check_valid_actions(self.valid_actions(self.state), self.action_space.n, type(self).__name__)
+        ids = self.action_ids(self.state)
         return {
             "valid_actions": valid,
-            "action_mask": action_mask(len(valid), self.action_space.n),
+            "action_ids": ids,
+            "action_mask": action_mask(ids, self.action_space.n),
             "success": bool(success),
             "primitive_steps": int(primitive_steps),
             "symbolic_observation": self.symbolic(self.state),
@@ -361,7 +373,8 @@ class TextEnvWrapper(gymnasium.Wrapper[str, int, Any, Any], gymnasium.utils.Reco
         info = dict(info)
         info.update(
             valid_actions=valid,
-            action_mask=action_mask(len(valid), self.action_space.n),
+            action_ids=list(range(len(valid))),
+            action_mask=action_mask(range(len(valid)), self.action_space.n),
             success=success,
             primitive_steps=1,
         )

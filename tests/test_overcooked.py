@@ -29,7 +29,7 @@ def test_action_text_follows_the_state_and_chopping_pays_once():
     env.reset(seed=0)
     _, _, _, _, info = act(env, "pick up the tomato")
     assert "serve the tomato" in info["valid_actions"]
-    prompt, _, _, _, info = act(env, "go to the cutting board")
+    prompt, _, _, _, info = act(env, "put the tomato on the cutting board")
     assert "A tomato is on the cutting board." in prompt
     assert "chop the tomato" in info["valid_actions"]
     _, reward, _, _, info = act(env, "chop the tomato")
@@ -38,6 +38,32 @@ def test_action_text_follows_the_state_and_chopping_pays_once():
     assert "chop nothing" in info["valid_actions"]
     _, reward, _, _, info = act(env, "chop nothing")
     assert reward == pytest.approx(-0.001) and info["primitive_steps"] == 1
+
+
+def test_each_slot_says_what_it_does_with_what_is_held():
+    """TWOSOME's action prompts: the pick-up slots put into the bowl when it is held, the board slot puts
+    down what is held, the bowl's slot takes in a chopped ingredient; the slots stay at fixed indices."""
+    env = OvercookedEnv("TomatoSalad")
+    env.reset(seed=0)
+    act(env, "pick up the tomato")
+    act(env, "put the tomato on the cutting board")
+    act(env, "chop the tomato")
+    _, _, _, _, info = act(env, "pick up the tomato")
+    assert info["valid_actions"] == [
+        "pick up the tomato",
+        "put the tomato in the bowl",
+        "put the chopped tomato on the cutting board",
+        "serve the chopped tomato",
+        "chop nothing",
+    ]
+    assert info["action_ids"] == [0, 1, 2, 3, 4]
+    _, _, _, _, info = act(env, "put the tomato in the bowl")  # the bowl's slot: tomato in, bowl carried
+    assert env.state.places[env.bowl] == ("held",) and env.state.places[0] == ("bowl",)
+    assert info["valid_actions"][:3] == [
+        "put the tomato in the bowl",
+        "pick up the bowl",
+        "put the bowl on the cutting board",
+    ]
 
 
 def test_wrong_delivery_is_penalized_and_the_dish_stays_in_hand():
@@ -61,14 +87,14 @@ def test_onion_is_a_distractor_without_reward_and_spoils_the_dish():
     env = OvercookedEnv("TomatoLettuceSalad")
     env.reset(seed=0)
     act(env, "pick up the onion")
-    act(env, "go to the first cutting board")
+    act(env, "put the onion on the first cutting board")
     _, reward, _, _, info = act(env, "chop the onion")
     assert reward == pytest.approx(-0.001 * info["primitive_steps"])  # no chopping bonus
-    for text in ("pick up the tomato", "go to the second cutting board", "chop the tomato"):
+    for text in ("pick up the tomato", "put the tomato on the second cutting board", "chop the tomato"):
         act(env, text)
     for text in ("pick up the lettuce",):
         act(env, text)
-    # The lettuce cannot go on a taken board: both boards are occupied, the action only walks.
+    # The lettuce cannot go on a taken board: both boards are occupied, the slots say so and only walk.
     before = env.state.places
     act(env, "go to the first cutting board")
     assert env.state.places == before
@@ -92,7 +118,7 @@ def test_navigation_takes_shortest_paths():
     _, reward, _, _, info = act(env, "pick up the tomato")
     assert info["primitive_steps"] == 3 and env.state.agent == (1, 3)
     # From (1, 3) to the board at (3, 6): stand on (3, 5), 2 + 2 = 4 steps, then put it down.
-    _, _, _, _, info = act(env, "go to the cutting board")
+    _, _, _, _, info = act(env, "put the tomato on the cutting board")
     assert info["primitive_steps"] == 5 and env.state.agent == (3, 5)
 
 

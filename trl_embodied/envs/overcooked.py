@@ -5,14 +5,16 @@ boards and the delivery square; the agent walks on the 5x5 floor inside. Each ma
 shortest path (breadth-first search over floor cells; counters block) to a floor cell next to its
 target, then interacts: one primitive step, or three to chop.
 
-Macro actions (their text follows the state):
+Macro actions, one fixed slot each; a slot's text follows the state and says what it does now:
 
 =============================  ===================================================================
-``pick up the <item>``         empty hands: take it. Holding the bowl: put the (chopped) ingredient
-                               into it. Holding a chopped ingredient and picking up the bowl: put
-                               the ingredient into the bowl and carry the bowl.
-``go to the cutting board``    holding an ingredient: put it on the (empty) board; holding the
-                               bowl: collect the chopped ingredient lying on the board.
+``pick up the <item>``         empty hands: take it. Holding the bowl, it reads ``put the <item> in
+                               the bowl``: put the (chopped) ingredient into it. Holding a chopped
+                               ingredient, the bowl's slot reads ``put the <item> in the bowl``:
+                               put it into the bowl and carry the bowl.
+``go to the cutting board``    holding an ingredient, it reads ``put the <item> on the cutting
+                               board`` (while the board is empty); holding the bowl, ``put the bowl
+                               on the cutting board``: collect the chopped ingredient lying there.
 ``chop the <item>``            chop the unchopped ingredient on the nearest board (3 steps);
                                ``chop nothing`` when no board holds one.
 ``serve <what you hold>``      deliver at the delivery square; ``serve nothing`` when empty-handed.
@@ -293,15 +295,26 @@ class OvercookedEnv(TextEnv[KitchenState]):
         return [self._action_text(state, action) for action in self.actions]
 
     def _action_text(self, state: KitchenState, action: tuple) -> str:
+        """The slot's text in this state: what the macro action will do now (TWOSOME's action prompts)."""
         kind = action[0]
+        held = self.held(state)
         if kind == "pick":
-            return f"pick up the {self.task.items[action[1]]}"
+            item = action[1]
+            if held == self.bowl and item != self.bowl:
+                return f"put the {self.task.items[item]} in the bowl"
+            if item == self.bowl and held not in (None, self.bowl) and state.chopped[held]:
+                return f"put the {self.task.items[held]} in the bowl"
+            return f"pick up the {self.task.items[item]}"
         if kind == "board":
-            if len(self.kitchen.boards) == 1:
-                return "go to the cutting board"
-            return f"go to the {ORDINALS[action[1]]} cutting board"
+            board = (
+                "cutting board" if len(self.kitchen.boards) == 1 else f"{ORDINALS[action[1]]} cutting board"
+            )
+            if held == self.bowl:
+                return f"put the bowl on the {board}"
+            if held is not None and self.on_board(state, action[1]) is None:
+                return f"put the {self._phrase(state, held)} on the {board}"
+            return f"go to the {board}"
         if kind == "serve":
-            held = self.held(state)
             return "serve nothing" if held is None else f"serve the {self._phrase(state, held)}"
         target = self.chop_target(state)
         if target is None:

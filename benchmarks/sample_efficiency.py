@@ -14,6 +14,10 @@ Runs are long on CPU, so each (task, method, seed) is its own invocation and wri
     python benchmarks/sample_efficiency.py --task tomato_salad --method mlp --seed 0 1 2
     python benchmarks/sample_efficiency.py --task tomato_salad --method zero_shot
     python benchmarks/sample_efficiency.py --report
+
+The household tasks offer a state's applicable actions, as the paper's do. ``--valid_actions all``
+runs the harder variant that offers the whole vocabulary in every state (its inapplicable actions
+no-ops); its records go to ``<task>_all_actions/`` and form rows of their own.
 """
 
 from __future__ import annotations
@@ -45,13 +49,26 @@ TASKS = {
     "entertainment": "trl_embodied/Household-Entertainment-v0",
 }
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
+HOUSEHOLD_TASKS = ("food_preparation", "entertainment")
 
 
-def run_mlp(task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int) -> dict:
+def env_kwargs_of(task: str, valid_actions: str) -> dict:
+    """The env's keyword arguments for the chosen action set (household tasks only)."""
+    if valid_actions == "applicable":
+        return {}
+    if task not in HOUSEHOLD_TASKS:
+        raise SystemExit(f"--valid_actions {valid_actions} applies to the household tasks {HOUSEHOLD_TASKS}.")
+    return {"valid_actions": valid_actions}
+
+
+def run_mlp(
+    task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int, env_kwargs: dict
+) -> dict:
     from trl_embodied.baselines import MLPPPOConfig, train_mlp_ppo
 
     config = MLPPPOConfig(
         env_id=TASKS[task],
+        env_kwargs=env_kwargs,
         gamma=paper_gamma(TASKS[task]),
         total_env_steps=total_env_steps,
         eval_every=eval_every,
@@ -63,7 +80,7 @@ def run_mlp(task: str, seed: int, total_env_steps: int, eval_every: int, eval_ep
     return {"history": history, "wall_seconds": time.perf_counter() - start}
 
 
-def run_zero_shot(task: str, eval_episodes: int) -> dict:
+def run_zero_shot(task: str, eval_episodes: int, env_kwargs: dict) -> dict:
     """The untrained model's play: greedy (SayCan-style, the figure in the table), and for comparison
     sampled and greedy without repeats; each also for the uniform policy, the control that tells the
     model's prior from what a way of playing finds on its own (without repeats, a search of the actions)."""
@@ -82,6 +99,7 @@ def run_zero_shot(task: str, eval_episodes: int) -> dict:
                 eval_episodes,
                 seed=EVAL_SEED,
                 generator=torch.Generator().manual_seed(0),
+                env_kwargs=env_kwargs,
                 **play,
             )
             for mode, play in PLAY_MODES.items()
@@ -218,32 +236,43 @@ def main() -> None:
     parser.add_argument("--task", choices=sorted(TASKS), default="tomato_salad")
     parser.add_argument("--method", choices=["twosome", "mlp", "zero_shot"], default="twosome")
     parser.add_argument("--mlp_budget_factor", type=int, default=10)
+    parser.add_argument(
+        "--valid_actions",
+        choices=["applicable", "all"],
+        default="applicable",
+        help="Household tasks: the applicable actions of a state (the paper's), or the whole vocabulary.",
+    )
     add_bf16_argument(parser)
     add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
     if args.report:
         report()
         return
-    (RUNS / args.task).mkdir(parents=True, exist_ok=True)
+    env_kwargs = env_kwargs_of(args.task, args.valid_actions)
+    run_dir = RUNS / (args.task if not env_kwargs else f"{args.task}_{args.valid_actions}_actions")
+    run_dir.mkdir(parents=True, exist_ok=True)
     for seed in args.seed if args.method != "zero_shot" else [0]:
         if args.method == "twosome":
             budget = args.total_env_steps
-            _, record = train_twosome(TASKS[args.task], seed=seed, bf16=args.bf16, **learning_settings(args))
+            _, record = train_twosome(
+                TASKS[args.task], seed=seed, bf16=args.bf16, env_kwargs=env_kwargs, **learning_settings(args)
+            )
         elif args.method == "mlp":
             budget = args.total_env_steps * args.mlp_budget_factor
-            record = run_mlp(args.task, seed, budget, args.eval_every, args.eval_episodes)
+            record = run_mlp(args.task, seed, budget, args.eval_every, args.eval_episodes, env_kwargs)
         else:
             budget = 0
-            record = run_zero_shot(args.task, args.eval_episodes)
+            record = run_zero_shot(args.task, args.eval_episodes, env_kwargs)
         record.update(
             method=args.method,
             task=args.task,
             seed=seed,
             total_env_steps=budget,
             eval_episodes=args.eval_episodes,
+            env_kwargs=env_kwargs,
             steps_to_target=steps_to_target(record["history"]),
         )
-        path = RUNS / args.task / f"{args.method}_seed{seed}.json"
+        path = run_dir / f"{args.method}_seed{seed}.json"
         write_json(path, record, indent=1)
         print(
             f"{args.task} {args.method} seed {seed}: steps to {TARGET} greedy success "

@@ -1,7 +1,7 @@
 """Scoring speed: prefix-shared ActionScorer against naive per-action sequences, default model, CPU.
 
-Two shapes from the built-in tasks: Entertainment (8 environments x 17 actions, the task's longest
-prompts) and Tomato Salad (4 x 5, ~45-token prompts). For each, in the same run and on the same LoRA
+Two shapes from the built-in tasks: Entertainment (8 environments x 17 actions, its whole vocabulary
+offered in every state, the task's longest prompts) and Tomato Salad (4 x 5, ~45-token prompts). For each, in the same run and on the same LoRA
 model: forward only (rollout) and forward + backward (PPO update), median wall time of both methods,
 their ratio, the largest log-prob difference, and the peak extra memory (each measurement runs in its
 own process, so the peak resident set is its own), and the prefix-shared scorer under bf16 autocast
@@ -33,17 +33,18 @@ from common import isolated, write_json
 
 RESULTS = Path(__file__).parent / "results" / "scoring_speed.json"
 SHAPES = {
-    # name: (env id, number of environments); prompts are the last states of the planner's trajectory
-    "entertainment_8x17": ("Household-Entertainment-v0", 8),
-    "tomato_salad_4x5": ("Overcooked-TomatoSalad-v0", 4),
+    # name: (env id, number of environments, env kwargs); prompts are the last states of the planner's
+    # trajectory. Entertainment offers its whole 17-action vocabulary in every state (the widest shape).
+    "entertainment_8x17": ("Household-Entertainment-v0", 8, {"valid_actions": "all"}),
+    "tomato_salad_4x5": ("Overcooked-TomatoSalad-v0", 4, {}),
 }
 
 
-def batch_for(env_id: str, num_envs: int) -> tuple[list[str], list[list[str]]]:
+def batch_for(env_id: str, num_envs: int, env_kwargs: dict) -> tuple[list[str], list[list[str]]]:
     """Prompts and valid actions of ``num_envs`` distinct states along the planner's optimal trajectory."""
     import trl_embodied
 
-    env = trl_embodied.make_env(env_id)
+    env = trl_embodied.make_env(env_id, **env_kwargs)
     prompt, info = env.reset(seed=0)
     states = [(prompt, info["valid_actions"])]
     for action in env.unwrapped.plan()[:-1]:

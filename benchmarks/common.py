@@ -210,7 +210,12 @@ def train_twosome(
 
 
 def warm_start(
-    env_id: str, seed: int, demonstration_episodes: int, epochs: float, learning_rate: float
+    env_id: str,
+    seed: int,
+    demonstration_episodes: int,
+    epochs: float,
+    learning_rate: float,
+    env_kwargs: dict | None = None,
 ) -> tuple[str, dict]:
     """Clone ``env_id``'s planner demonstrations into a LoRA adapter on the default model (TRL's SFTTrainer);
     return the adapter's folder and what it cost."""
@@ -231,7 +236,10 @@ def warm_start(
         **QUIET_RUN,
     )
     start = time.perf_counter()
-    trainer = main(WarmStartArguments(env_id=env_id, demonstration_episodes=demonstration_episodes), sft_args)
+    arguments = WarmStartArguments(
+        env_id=env_id, env_kwargs=env_kwargs or {}, demonstration_episodes=demonstration_episodes
+    )
+    trainer = main(arguments, sft_args)
     cost = {
         "demonstration_episodes": demonstration_episodes,
         "demonstration_steps": len(trainer.train_dataset),

@@ -18,6 +18,11 @@ Runs are long on CPU, so each (task, method, seed) is its own invocation and wri
 The household tasks offer a state's applicable actions, as the paper's do. ``--valid_actions all``
 runs the harder variant that offers the whole vocabulary in every state (its inapplicable actions
 no-ops); its records go to ``<task>_all_actions/`` and form rows of their own.
+
+``--warm_start`` starts both methods from the same planner demonstrations (seeds 0-3): TWOSOME from a
+LoRA adapter that TRL's SFTTrainer fits to them (10 epochs, lr 1e-3), PPO-MLP from behaviour cloning of
+them (``MLPPPOConfig.demonstration_episodes``), so the ratio stays fair; records go to
+``<task>_warm_start/``. It is the route for a task whose reward the cold start never meets.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from common import (
     steps_to_sampled_target,
     steps_to_target,
     train_twosome,
+    warm_start,
     write_json,
 )
 
@@ -49,6 +55,7 @@ TASKS = {
     "entertainment": "trl_embodied/Household-Entertainment-v0",
 }
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
+WARM_START_DEMONSTRATIONS = 4  # planner episodes both methods start from with --warm_start
 HOUSEHOLD_TASKS = ("food_preparation", "entertainment")
 
 
@@ -62,7 +69,13 @@ def env_kwargs_of(task: str, valid_actions: str) -> dict:
 
 
 def run_mlp(
-    task: str, seed: int, total_env_steps: int, eval_every: int, eval_episodes: int, env_kwargs: dict
+    task: str,
+    seed: int,
+    total_env_steps: int,
+    eval_every: int,
+    eval_episodes: int,
+    env_kwargs: dict,
+    demonstration_episodes: int = 0,
 ) -> dict:
     from trl_embodied.baselines import MLPPPOConfig, train_mlp_ppo
 
@@ -73,6 +86,7 @@ def run_mlp(
         total_env_steps=total_env_steps,
         eval_every=eval_every,
         eval_episodes=eval_episodes,
+        demonstration_episodes=demonstration_episodes,
         seed=seed,
     )
     start = time.perf_counter()
@@ -242,6 +256,11 @@ def main() -> None:
         default="applicable",
         help="Household tasks: the applicable actions of a state (the paper's), or the whole vocabulary.",
     )
+    parser.add_argument(
+        "--warm_start",
+        action="store_true",
+        help=f"Both methods start from {WARM_START_DEMONSTRATIONS} planner demonstrations (SFT / behaviour cloning).",
+    )
     add_bf16_argument(parser)
     add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
@@ -249,17 +268,37 @@ def main() -> None:
         report()
         return
     env_kwargs = env_kwargs_of(args.task, args.valid_actions)
-    run_dir = RUNS / (args.task if not env_kwargs else f"{args.task}_{args.valid_actions}_actions")
+    run_dir = RUNS / (
+        args.task
+        + (f"_{args.valid_actions}_actions" if env_kwargs else "")
+        + ("_warm_start" if args.warm_start else "")
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     for seed in args.seed if args.method != "zero_shot" else [0]:
         if args.method == "twosome":
             budget = args.total_env_steps
+            warm = {}
+            if args.warm_start:
+                warm["adapter_path"], sft_cost = warm_start(
+                    TASKS[args.task], seed, WARM_START_DEMONSTRATIONS, 10.0, 1e-3, env_kwargs=env_kwargs
+                )
             _, record = train_twosome(
-                TASKS[args.task], seed=seed, bf16=args.bf16, env_kwargs=env_kwargs, **learning_settings(args)
+                TASKS[args.task],
+                seed=seed,
+                bf16=args.bf16,
+                env_kwargs=env_kwargs,
+                **warm,
+                **learning_settings(args),
             )
+            if args.warm_start:
+                record["warm_start_sft"] = sft_cost
         elif args.method == "mlp":
             budget = args.total_env_steps * args.mlp_budget_factor
-            record = run_mlp(args.task, seed, budget, args.eval_every, args.eval_episodes, env_kwargs)
+            demonstrations = WARM_START_DEMONSTRATIONS if args.warm_start else 0
+            record = run_mlp(
+                args.task, seed, budget, args.eval_every, args.eval_episodes, env_kwargs, demonstrations
+            )
+            record["demonstration_episodes"] = demonstrations
         else:
             budget = 0
             record = run_zero_shot(args.task, args.eval_episodes, env_kwargs)

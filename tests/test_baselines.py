@@ -57,6 +57,24 @@ def test_mlp_config_refuses_bad_values():
         MLPPPOConfig(num_envs=0)
     with pytest.raises(ValueError, match="num_minibatches"):
         MLPPPOConfig(num_envs=3, rollout_steps=5, num_minibatches=4)
+    with pytest.raises(ValueError, match="demonstration_episodes=-1"):
+        MLPPPOConfig(demonstration_episodes=-1)
+
+
+@pytest.mark.parametrize("demonstration_episodes", [0, 1])
+def test_mlp_warm_start_clones_the_planners_episodes(demonstration_episodes):
+    """Behaviour cloning on the planner's Entertainment episode (11 decisions, each among the applicable
+    actions by vocabulary id) makes the untrained baseline play it greedily before any PPO step."""
+    config = MLPPPOConfig(
+        env_id="trl_embodied/Household-Entertainment-v0",
+        total_env_steps=128,
+        eval_episodes=2,
+        demonstration_episodes=demonstration_episodes,
+    )
+    _, history = train_mlp_ppo(config, progress=False)
+    before_ppo = history[0]
+    assert before_ppo["env_steps"] == 0
+    assert before_ppo["eval_success_rate"] == (1.0 if demonstration_episodes else 0.0)
 
 
 def test_evaluate_policy_takes_a_plain_callable():

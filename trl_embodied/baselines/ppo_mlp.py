@@ -60,6 +60,11 @@ class MLPPPOConfig:
     max_grad_norm: float = 0.5
     target_kl: float | None = None
     hidden_sizes: tuple[int, ...] = (64, 64)
+    # Warm start: behaviour cloning of the planner's episodes (seeds 0..N-1) before PPO, the baseline's
+    # counterpart of the LLM's SFT warm start on the same demonstrations. 0: a cold start.
+    demonstration_episodes: int = 0
+    bc_epochs: int = 200  # full-batch steps of cross-entropy on the demonstrations
+    bc_learning_rate: float = 1e-3
     eval_every: int | None = None  # env steps between greedy evaluations (None: at the end only)
     eval_episodes: int = 10
     seed: int = 0
@@ -68,6 +73,11 @@ class MLPPPOConfig:
         for name in ("total_env_steps", "num_envs", "rollout_steps", "num_minibatches", "num_ppo_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}; it must be at least 1.")
+        if self.demonstration_episodes < 0 or self.bc_epochs < 1:
+            raise ValueError(
+                f"demonstration_episodes={self.demonstration_episodes}, bc_epochs={self.bc_epochs}; use "
+                "demonstration_episodes >= 0 (0: no warm start) and bc_epochs >= 1."
+            )
         if (self.num_envs * self.rollout_steps) % self.num_minibatches:
             raise ValueError(
                 f"num_envs * rollout_steps = {self.num_envs * self.rollout_steps} does not split into "
@@ -123,6 +133,47 @@ def _entropy(log_policy: torch.Tensor) -> torch.Tensor:
     return -(probs * log_policy.masked_fill(probs == 0, 0.0)).sum(-1)
 
 
+def planner_demonstrations(
+    make: Callable[[], Any], episodes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The planner's episodes from seeds ``0..episodes-1`` as ``([S, obs] symbolic observations, [S, A] bool
+    masks, [S] vocabulary ids of the expert's actions)``, S the number of decision steps."""
+    observations, masks, actions = [], [], []
+    env = make()
+    for seed in range(episodes):
+        _, info = env.reset(seed=seed)
+        for action in env.unwrapped.plan():
+            observations.append(info["symbolic_observation"])
+            masks.append(info["action_mask"])
+            actions.append(info["action_ids"][action])
+            *_, info = env.step(action)
+    env.close()
+    return (
+        torch.as_tensor(np.stack(observations)),
+        torch.as_tensor(np.stack(masks)).bool(),
+        torch.as_tensor(actions),
+    )
+
+
+def behaviour_clone(
+    model: MLPActorCritic,
+    demonstrations: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    epochs: int,
+    learning_rate: float,
+) -> float:
+    """Fit the actor to the demonstrations by cross-entropy (full batch, Adam); the critic is left as it
+    is, as the LLM's SFT leaves the value head. Returns the final loss."""
+    observations, masks, actions = demonstrations
+    optimizer = torch.optim.Adam(model.actor.parameters(), lr=learning_rate)
+    for _ in range(epochs):
+        log_policy, _ = model(observations, masks)
+        loss = -log_policy.gather(1, actions[:, None]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return float(loss)
+
+
 def train_mlp_ppo(
     config: MLPPPOConfig,
     env_factory: Callable[[], Any] | None = None,
@@ -139,6 +190,9 @@ def train_mlp_ppo(
     obs_size = envs[0].get_wrapper_attr("symbolic_observation_space").shape[0]
     num_actions = int(envs[0].action_space.n)
     model = MLPActorCritic(obs_size, num_actions, config.hidden_sizes)
+    if config.demonstration_episodes:
+        demonstrations = planner_demonstrations(make, config.demonstration_episodes)
+        behaviour_clone(model, demonstrations, config.bc_epochs, config.bc_learning_rate)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=1e-5)
 
     T, N = config.rollout_steps, config.num_envs

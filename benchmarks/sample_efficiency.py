@@ -55,6 +55,8 @@ TASKS = {
     "entertainment": "trl_embodied/Household-Entertainment-v0",
 }
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
+#: Records of TWOSOME with the Overcooked slots' earlier texts (only serve and chop followed the state).
+TEXT_ONLY_VARIANT = "_static_slot_texts"
 WARM_START_DEMONSTRATIONS = 4  # planner episodes both methods start from with --warm_start
 HOUSEHOLD_TASKS = ("food_preparation", "entertainment")
 
@@ -175,13 +177,37 @@ def markdown_table(summary: dict) -> str:
                 f"| {name_of_task} | {name} | {budget} | {seeds(figures['steps_to_target'])} "
                 f"| {seeds(figures['steps_to_sampled_target'])} | {final} |"
             )
-        greedy, sampled = row.get("ratio_mlp_to_twosome_steps"), row.get("ratio_mlp_to_twosome_sampled_steps")
+        greedy = row.get("ratio_mlp_to_twosome_steps_per_seed")
+        sampled = row.get("ratio_mlp_to_twosome_sampled_steps_per_seed")
         if greedy or sampled:
-            ratios = [", ".join(f"{r:.1f}x" for r in values or []) for values in (greedy, sampled)]
+            ratios = [
+                ", ".join(
+                    f"{r['ratio']:.1f}x" if "ratio" in r else f"> {r['at_least']:.0f}x (PPO-MLP not reached)"
+                    for r in values or []
+                )
+                for values in (greedy, sampled)
+            ]
             lines.append(
                 f"| {name_of_task} | ratio PPO-MLP / TWOSOME steps | | {ratios[0]} | {ratios[1]} | |"
             )
     return "\n".join(lines)
+
+
+def mlp_to_twosome_ratios(twosome: dict, mlp: dict, figure: str = "steps_to_target") -> list[dict]:
+    """Per seed that TWOSOME reached the target: ``{"seed", "ratio"}`` (PPO-MLP's env steps over
+    TWOSOME's), or ``{"seed", "at_least"}`` (PPO-MLP's whole budget over TWOSOME's steps) where PPO-MLP
+    never got there. ``twosome`` and ``mlp`` hold per-seed lists: ``seeds``, ``figure`` and, for PPO-MLP,
+    ``budget_env_steps``."""
+    per_seed = []
+    for seed, twosome_steps in zip(twosome["seeds"], twosome[figure], strict=True):
+        if seed not in mlp["seeds"] or not twosome_steps:
+            continue
+        index = mlp["seeds"].index(seed)
+        if mlp[figure][index]:
+            per_seed.append({"seed": seed, "ratio": mlp[figure][index] / twosome_steps})
+        else:
+            per_seed.append({"seed": seed, "at_least": mlp["budget_env_steps"][index] / twosome_steps})
+    return per_seed
 
 
 def report() -> dict:
@@ -212,18 +238,25 @@ def report() -> dict:
                 row[method]["seconds_per_iteration"] = [r["seconds_per_iteration"] for r in records]
                 row[method]["num_ppo_epochs"] = [r["num_ppo_epochs"] for r in records]
                 row[method]["device"] = [r.get("device", "x86_64 CPU") for r in records]
-        if "twosome" in row and "mlp" in row:
+        mlp = row.get("mlp")
+        if mlp is None and task.endswith(TEXT_ONLY_VARIANT):
+            # PPO-MLP reads the symbolic state, not the action texts: the base task's runs are its runs.
+            base = RUNS / task.removesuffix(TEXT_ONLY_VARIANT)
+            records = [json.loads(p.read_text()) for p in sorted(base.glob("mlp_seed*.json"))]
+            mlp = {
+                "seeds": [r["seed"] for r in records],
+                "budget_env_steps": [r["total_env_steps"] for r in records],
+                "steps_to_target": [steps_to_target(r["history"]) for r in records],
+                "steps_to_sampled_target": [steps_to_sampled_target(r["history"]) for r in records],
+            }
+        if "twosome" in row and mlp:
             for figure, ratio_name in (
                 ("steps_to_target", "ratio_mlp_to_twosome_steps"),
                 ("steps_to_sampled_target", "ratio_mlp_to_twosome_sampled_steps"),
             ):
-                ratios = []
-                for seed, twosome_steps in zip(row["twosome"]["seeds"], row["twosome"][figure], strict=True):
-                    if seed in row["mlp"]["seeds"]:
-                        mlp_steps = row["mlp"][figure][row["mlp"]["seeds"].index(seed)]
-                        if twosome_steps and mlp_steps:
-                            ratios.append(mlp_steps / twosome_steps)
-                row[ratio_name] = ratios
+                per_seed = mlp_to_twosome_ratios(row["twosome"], mlp, figure)
+                row[ratio_name] = [r["ratio"] for r in per_seed if "ratio" in r]
+                row[f"{ratio_name}_per_seed"] = per_seed
         summary["tasks"][task] = row
         curves = {
             {"twosome": "TWOSOME (LLM, word norm.)", "mlp": "PPO-MLP from scratch"}[m]: [

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import pytest  # noqa: E402
 from common import paper_gamma, steps_to_sampled_target, steps_to_target  # noqa: E402
+from sample_efficiency import mlp_to_twosome_ratios  # noqa: E402
 
 from trl_embodied.envs import ENV_IDS  # noqa: E402
 
@@ -54,3 +55,12 @@ def test_every_registered_task_has_the_papers_discount():
     assert set(gammas.values()) == {0.99, 0.95}
     with pytest.raises(ValueError, match="No paper discount.*known families"):
         paper_gamma("trl_embodied/Minigrid-Empty-v0")
+
+
+def test_ratios_against_ppo_mlp_bound_the_seeds_it_never_reached():
+    twosome = {"seeds": [0, 1, 2, 3], "steps_to_target": [2048, 1024, None, 512]}
+    mlp = {"seeds": [0, 1, 2], "steps_to_target": [8192, None, 4096], "budget_env_steps": [102400] * 3}
+    assert mlp_to_twosome_ratios(twosome, mlp) == [
+        {"seed": 0, "ratio": 4.0},
+        {"seed": 1, "at_least": 100.0},  # PPO-MLP never got there within its budget
+    ]  # seed 2: TWOSOME did not reach the target; seed 3: no PPO-MLP run to compare with

@@ -171,7 +171,7 @@ def behaviour_clone(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return float(loss)
+    return loss.item()
 
 
 def train_mlp_ppo(

@@ -4,8 +4,8 @@ Same seeds, same budget, same everything but the precision (bf16 autocast runs r
 alike): the default model, word normalization, the default config. Each seed's float32 run is
 ``sample_efficiency.py --method twosome`` of that seed (the identical configuration; trained here if it
 is missing). The figure of merit is the number of env steps until greedy success first reaches 0.9,
-and its ratio bf16 / float32 per seed. bf16 becomes the default only where it learns as well (issue:
-throughput).
+and its ratio bf16 / float32 per seed. bf16 becomes the default only where it
+learns as well.
 
     python benchmarks/bf16_learning.py --seed 0 1 2 --eval_episodes 4 --stop_at_target
 

@@ -1,6 +1,6 @@
 """Environment throughput: macro steps per second with random valid actions, on one core.
 
-Target (issue: foundation): >= 5,000 macro steps/s for Overcooked, so that environments never limit
+Target: >= 5,000 macro steps/s for Overcooked, so that environments never limit
 training. Baseline measured in the same run: gymnasium's FrozenLake-v1 stepped through the same
 gymnasium.make wrappers, as a reference for what one step of a minimal Python env costs here.
 

@@ -10,7 +10,7 @@ of 64 (faster than one per forward); the naive forward + backward runs one envir
 a time, accumulating gradients, as a plain update loop does: with the whole batch in one graph it
 needs more than this machine's 24 GB.
 
-Targets (issue: scoring): >= 4x faster forward at the Entertainment shape, >= 2x with gradients,
+Targets: >= 4x faster forward at the Entertainment shape, >= 2x with gradients,
 difference <= 1e-4 (float32).
 
     python benchmarks/scoring_speed.py [--repeats 3]

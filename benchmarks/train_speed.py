@@ -21,7 +21,7 @@ Shapes: Tomato Salad (4 envs x 32 steps, 5 actions, ~45-token prompts) and Enter
 steps, all 17 actions of its vocabulary offered in every state (``valid_actions="all"``), ~55-95-token
 prompts; fewer steps to bound the plain loop's time).
 
-Target (issue: throughput): >= 5 decision steps/s at the Tomato Salad shape, >= 6x the plain loop.
+Target: >= 5 decision steps/s at the Tomato Salad shape, >= 6x the plain loop.
 
     python benchmarks/train_speed.py
 

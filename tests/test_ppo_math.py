@@ -10,6 +10,7 @@ from trl_embodied.trainer.ppo import (
     clipped_value_loss,
     compute_gae,
     explained_variance,
+    next_state_values,
     normalize_advantages,
 )
 
@@ -44,6 +45,17 @@ def test_gae_one_step_per_transition_by_hand():
     a0 = d0 + 0.9 * 0.8 * a1
     assert advantages[:, 0].tolist() == pytest.approx([a0, a1, a2])
     assert returns[:, 0].tolist() == pytest.approx([a0 + 0.5, a1 + 1.0, a2 + 1.5])
+
+
+def test_next_state_values_follow_the_rollout_and_stop_at_episode_ends():
+    values = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])  # [T=3, N=2]
+    final_values = torch.full((3, 2), -1.0)
+    final_values[1, 0] = 7.0  # env 0's episode was cut after step 1: its final state's value
+    ended = torch.zeros(3, 2, dtype=torch.bool)
+    ended[1, 0] = True
+    bootstrap = torch.tensor([4.0, 40.0])
+    expected = torch.tensor([[2.0, 20.0], [7.0, 30.0], [4.0, 40.0]])
+    assert torch.equal(next_state_values(values, final_values, bootstrap, ended), expected)
 
 
 def test_gae_discounts_macro_steps_by_gamma_to_the_k():

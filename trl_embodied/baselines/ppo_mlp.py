@@ -31,6 +31,7 @@ from trl_embodied.trainer.ppo import (
     clipped_value_loss,
     compute_gae,
     explained_variance,
+    next_state_values,
     normalize_advantages,
 )
 
@@ -246,8 +247,7 @@ def train_mlp_ppo(
                 infos[n] = info
         with torch.no_grad():
             bootstrap = model.critic(torch.as_tensor(np.stack([i["symbolic_observation"] for i in infos])))
-        ended = terminated | truncated
-        next_values = torch.where(ended, next_values, torch.cat([values[1:], bootstrap.squeeze(-1)[None]]))
+        next_values = next_state_values(values, next_values, bootstrap.squeeze(-1), terminated | truncated)
         advantages, returns = compute_gae(
             rewards,
             values,

@@ -54,6 +54,7 @@ from trl_embodied.trainer.ppo import (
     clipped_value_loss,
     compute_gae,
     explained_variance,
+    next_state_values,
     normalize_advantages,
 )
 from trl_embodied.trajectories import episode_rows, rows_to_dataset
@@ -449,11 +450,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             [s.prompt for s in self.slots], [list(s.info["valid_actions"]) for s in self.slots]
         )
         scoring_seconds += time.perf_counter() - start
-        # V(s_{t+1}): the next step's value, except where the episode ended (truncated: the final state's
-        # value set above; terminated: unused).
-        ended = terminated | truncated
-        following = torch.cat([values[1:], bootstrap[None]])
-        next_values = torch.where(ended, next_values, following)
+        next_values = next_state_values(values, next_values, bootstrap, terminated | truncated)
         advantages, returns = compute_gae(
             rewards,
             values,

@@ -11,6 +11,25 @@ from dataclasses import dataclass
 import torch
 
 
+def next_state_values(
+    values: torch.Tensor, final_values: torch.Tensor, bootstrap: torch.Tensor, ended: torch.Tensor
+) -> torch.Tensor:
+    """``[T, N]`` V(s_{t+1}) for :func:`compute_gae`, from what a rollout measured.
+
+    Args:
+        values: ``[T, N]`` V(s_t) along the rollout.
+        final_values: ``[T, N]`` where an episode ended at step t, the value of its final state (read by
+            :func:`compute_gae` only where it was truncated); elsewhere ignored.
+        bootstrap: ``[N]`` the value of each env's state after the rollout's last step.
+        ended: ``[T, N]`` the episode ended at step t (terminated or truncated).
+
+    Each step's next value is the following step's value, the bootstrap after the last step; where the
+    episode ended, the final state's value instead (the next row belongs to the episode after the reset).
+    """
+    following = torch.cat([values[1:], bootstrap.reshape(1, -1)])
+    return torch.where(ended, final_values, following)
+
+
 def compute_gae(
     rewards: torch.Tensor,
     values: torch.Tensor,

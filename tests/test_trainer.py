@@ -542,6 +542,62 @@ def subprocess_free_exec(code: str) -> str:
     return output.getvalue().strip()
 
 
+# -- environments that fail ----------------------------------------------------------------------------
+class FlakyEnv(TwoChoiceEnv):
+    """Raises as a dead engine would on every ``every``-th call of ``step`` (counted per instance)."""
+
+    def __init__(self, every: int):
+        super().__init__()
+        self.every, self.calls = every, 0
+
+    def step(self, action):
+        self.calls += 1
+        if self.calls % self.every == 0:
+            raise ConnectionError("engine process died")
+        return super().step(action)
+
+
+def test_an_env_error_names_the_env_slot_step_and_action(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, env=lambda: FlakyEnv(every=3))
+    with pytest.raises(
+        RuntimeError, match=r"slot 0.*ConnectionError at step 1 of its episode, on action '\w+ the game'"
+    ) as caught:
+        trainer.train()
+    assert isinstance(caught.value.__cause__, ConnectionError)
+    assert "on_env_error='reset'" in str(caught.value)
+
+
+def test_on_env_error_reset_cuts_the_episode_rebuilds_the_env_and_goes_on(tmp_path, tokenizer):
+    built = []
+
+    def factory():
+        built.append(FlakyEnv(every=3))
+        return built[-1]
+
+    trainer = make_trainer(tmp_path, tokenizer, env=factory, on_env_error="reset", max_steps=4)
+    trainer.train()  # two PPO iterations of 4 envs x 4 steps
+    errors = [row["rollout/env_errors"] for row in trainer.state.log_history if "rollout/env_errors" in row]
+    # Every env's third step call raises: once per env in each rollout, each time on a rebuilt env.
+    assert errors == [4.0, 4.0]
+    assert trainer._env_steps == 2 * 16  # the cut steps count as steps
+    assert len(built) == 4 + 4 + 4
+
+
+def test_an_env_that_never_recovers_stops_the_run(tmp_path, tokenizer):
+    trainer = make_trainer(
+        tmp_path, tokenizer, env=lambda: FlakyEnv(every=1), on_env_error="reset", max_env_errors=2
+    )
+    with pytest.raises(RuntimeError, match="3 errors in a row from this environment \\(max_env_errors=2\\)"):
+        trainer.train()
+
+
+def test_on_env_error_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="on_env_error='ignore'"):
+        config(tmp_path, on_env_error="ignore")
+    with pytest.raises(ValueError, match="max_env_errors=0"):
+        config(tmp_path, max_env_errors=0)
+
+
 # -- bad input -----------------------------------------------------------------------------------------
 def test_a_model_that_disagrees_with_the_config_is_refused(tmp_path, tokenizer):
     model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, normalization="token")

@@ -44,6 +44,13 @@ class EmbodiedPPOConfig(_BaseConfig):
         ent_coef (`float`, defaults to 0.01): entropy bonus coefficient.
         target_kl (`float` or `None`, defaults to 0.02): once a minibatch's approximate KL (averaged over
             processes) passes it, the rest of the iteration's minibatches are skipped. None disables it.
+        on_env_error (`str`, defaults to ``"raise"``): what an exception from an environment's ``step`` does.
+            ``"raise"``: stop with an error that names the environment, its slot, the step and the action,
+            chained to the original. ``"reset"``: cut the episode there (a truncation, bootstrapped from the
+            state the action was tried in), rebuild the environment from its factory, reset it and go on;
+            counted in ``rollout/env_errors``. For engines that can die (a Java or Z-machine process).
+        max_env_errors (`int`, defaults to 10): with ``on_env_error="reset"``, errors in a row from one slot
+            before the run stops anyway (an environment that never recovers).
         num_ppo_epochs (`int`, defaults to 4): passes over each rollout. The paper takes 1; on the 135M default
             model one pass barely moves the policy (approximate KL ~1e-4), and 4 (TRL's and CleanRL's default)
             solved Tomato-Lettuce Salad where 1 did not (``benchmarks/ppo_settings.py``).
@@ -99,6 +106,18 @@ class EmbodiedPPOConfig(_BaseConfig):
     target_kl: float | None = field(
         default=0.02,
         metadata={"help": "Skip the rest of an iteration's minibatches past this approximate KL."},
+    )
+    on_env_error: str = field(
+        default="raise",
+        metadata={
+            "help": "An exception in env.step: 'raise' (stop, naming the env, step and action) or 'reset' "
+            "(cut the episode, rebuild and reset the env, go on).",
+            "choices": ["raise", "reset"],
+        },
+    )
+    max_env_errors: int = field(
+        default=10,
+        metadata={"help": "With on_env_error='reset': errors in a row from one env before stopping."},
     )
     num_ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout."})
     normalize_advantages: bool = field(
@@ -193,6 +212,10 @@ class EmbodiedPPOConfig(_BaseConfig):
         for name in ("clip_range", "vf_coef", "ent_coef", "critic_learning_rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}; it must be >= 0.")
+        if self.on_env_error not in ("raise", "reset"):
+            raise ValueError(f"on_env_error={self.on_env_error!r}; use 'raise' or 'reset'.")
+        if self.max_env_errors < 1:
+            raise ValueError(f"max_env_errors={self.max_env_errors}; it must be at least 1.")
         if self.target_kl is not None and self.target_kl <= 0:
             raise ValueError(f"target_kl={self.target_kl}; use a positive value or None.")
         if self.total_env_steps is not None and self.total_env_steps < 1:

@@ -21,6 +21,7 @@ How PPO maps onto the ``transformers.Trainer`` loop (as TRL's GRPOTrainer buffer
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -36,6 +37,7 @@ from typing import Any
 import gymnasium
 import torch
 from torch.utils.data import DataLoader
+from transformers.utils import logging
 from trl.trainer.base_trainer import _BaseTrainer
 
 from trl_embodied.envs.registration import make_env
@@ -58,6 +60,8 @@ from trl_embodied.trainer.ppo import (
     normalize_advantages,
 )
 from trl_embodied.trajectories import episode_rows, rows_to_dataset
+
+logger = logging.get_logger(__name__)
 
 ROLLOUT_STATE_FILE = "rollout_state_{rank}.pkl"
 ROLLOUTS_DIR = "rollouts"  # with save_rollouts: the training episodes as a trajectory dataset
@@ -95,6 +99,7 @@ class _EnvSlot:
         self.episode_length = 0
         self.seed: int | None = None
         self.steps: list[dict[str, Any]] = []  # the running episode's steps, with save_rollouts
+        self.errors_in_a_row = 0  # exceptions from env.step since its last good step
 
     def reset(self, seed: int | None = None) -> None:
         self.prompt, self.info = self.env.reset(seed=seed)
@@ -276,6 +281,33 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             slots.append(slot)
         return slots
 
+    def _recover_from_env_error(
+        self, index: int, slot: _EnvSlot, action: str, error: Exception
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """``on_env_error``: raise an error that says where, or cut the episode and rebuild the env.
+
+        Returns the step's outcome as the rollout records it: the state the action was tried in, no
+        reward, truncated (its value bootstraps the cut episode); the rollout then resets the slot."""
+        where = (
+            f"environment {slot.name} (slot {index}, episode reset with seed {slot.seed}) raised "
+            f"{type(error).__name__} at step {slot.episode_length + 1} of its episode, on action {action!r}"
+        )
+        if self.args.on_env_error == "raise":
+            raise RuntimeError(
+                f"{where}: {error}. With on_env_error='reset' the episode is cut and the environment rebuilt."
+            ) from error
+        slot.errors_in_a_row = getattr(slot, "errors_in_a_row", 0) + 1
+        if slot.errors_in_a_row > self.args.max_env_errors:
+            raise RuntimeError(
+                f"{where}: {slot.errors_in_a_row} errors in a row from this environment (max_env_errors="
+                f"{self.args.max_env_errors}); it does not recover."
+            ) from error
+        logger.warning(f"{where}: {error}; the episode is cut and the environment rebuilt.")
+        with contextlib.suppress(Exception):  # a dead engine may not close cleanly; it is replaced anyway
+            slot.env.close()
+        slot.env = self.env_factories[index][1]()
+        return slot.prompt, 0.0, False, True, {**slot.info, "success": False, "primitive_steps": 1}
+
     # -- the Trainer loop's hooks ----------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
         # Every process walks the same placeholder items: one per minibatch of a PPO iteration. The data
@@ -389,6 +421,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         finished: list[tuple[float, int, bool]] = []
         finished_steps: list[dict[str, Any]] = []  # with save_rollouts: the finished episodes' steps
         scoring_seconds = env_seconds = 0.0
+        env_errors = 0
         for t in range(steps):
             prompts.append([slot.prompt for slot in self.slots])
             actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
@@ -404,7 +437,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             start = time.perf_counter()
             final_states = []  # (slot index, prompt, actions) of truncated episodes: their value bootstraps
             for n, slot in enumerate(self.slots):
-                prompt, reward, term, trunc, info = slot.env.step(int(chosen[t, n]))
+                try:
+                    prompt, reward, term, trunc, info = slot.env.step(int(chosen[t, n]))
+                    slot.errors_in_a_row = 0
+                except Exception as error:
+                    prompt, reward, term, trunc, info = self._recover_from_env_error(
+                        n, slot, actions[t][n][int(chosen[t, n])], error
+                    )
+                    env_errors += 1
                 if args.save_rollouts:
                     slot.steps.append(
                         {
@@ -462,6 +502,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             gae_lambda=args.gae_lambda,
         )
         self._log_rollout(finished, values, returns, scoring_seconds, env_seconds)
+        if args.on_env_error == "reset":
+            self._metrics["rollout/env_errors"].append(float(env_errors))
         if args.save_rollouts:
             self._record_trajectories(finished_steps)
         self._env_steps += steps * envs * self.accelerator.num_processes

@@ -158,6 +158,11 @@ def markdown_table(summary: dict) -> str:
             final = ", ".join(f"{s:.1f}" for s in figures["final_greedy_success"])
             budget = ", ".join(sorted({str(b) for b in figures["budget_env_steps"]}))
             name = names[method]
+            if task.endswith("_warm_start"):
+                name = {
+                    "twosome": "TWOSOME (default model, word norm.) from an SFT adapter",
+                    "mlp": "PPO-MLP from behaviour cloning",
+                }.get(method, name) + f" on {WARM_START_DEMONSTRATIONS} planner demonstrations"
             if method == "twosome":
                 epochs = "/".join(str(e) for e in sorted(set(figures["num_ppo_epochs"])))
                 devices = ", ".join(sorted({d for d in figures["device"] if "CPU" not in d}))

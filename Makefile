@@ -1,7 +1,7 @@
 # Set-up and entry points. Everything installs into .venv from the package registries, so a fresh
 # machine with Python >= 3.10 and pip needs nothing else.
-#   make demo   install, then a short real training run (accelerate launch recipes/overcooked.py): two PPO
-#               iterations of the default model on Tomato Salad, success rate before and after (minutes on CPU)
+#   make demo   install, then a short real training run (accelerate launch recipes/overcooked.py): one rollout
+#               of the default model on Tomato Salad, success rate before and after (minutes on CPU)
 #   make test   install with the dev, eval and textenvs extras, then lint and the test suite
 PYTHON ?= python3
 VENV ?= .venv

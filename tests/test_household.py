@@ -238,3 +238,10 @@ def test_vocabulary_policies_act_by_action_id():
         assert env.action_texts[vocabulary_id] == info["valid_actions"][j]
         assert probs[0, j] == pytest.approx(float(vocabulary_probs[0, vocabulary_id]))
     assert float(probs.sum()) == pytest.approx(1.0)
+
+
+def test_info_action_ids_are_the_callers_to_keep():
+    env = HouseholdEnv("FoodPreparation")
+    _, info = env.reset(seed=0)
+    info["action_ids"].clear()  # the env caches each state's ids; a caller's edit must not reach them
+    assert env.reset(seed=0)[1]["action_ids"] == [1, 2, 3, 4, 5]

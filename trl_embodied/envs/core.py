@@ -247,7 +247,7 @@ class TextEnv(gymnasium.Env[str, int], Generic[State]):
 
     def _info(self, *, success: bool, primitive_steps: int) -> dict[str, Any]:
         valid = check_valid_actions(self.valid_actions(self.state), self.action_space.n, type(self).__name__)
-        ids = self.action_ids(self.state)
+        ids = list(self.action_ids(self.state))  # a copy: an env may cache its ids per state
         return {
             "valid_actions": valid,
             "action_ids": ids,

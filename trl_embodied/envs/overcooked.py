@@ -292,12 +292,13 @@ class OvercookedEnv(TextEnv[KitchenState]):
         return KitchenState(self.kitchen.start, places, (False,) * len(self.task.ingredients), seen)
 
     def valid_actions(self, state: KitchenState) -> list[str]:
-        return [self._action_text(state, action) for action in self.actions]
+        held = self.held(state)  # every slot's text depends on it: look it up once
+        return [self._action_text(state, action, held) for action in self.actions]
 
-    def _action_text(self, state: KitchenState, action: tuple) -> str:
-        """The slot's text in this state: what the macro action will do now (TWOSOME's action prompts)."""
+    def _action_text(self, state: KitchenState, action: tuple, held: int | None) -> str:
+        """The slot's text in this state (``held``: the item in hand): what the macro action will do now
+        (TWOSOME's action prompts)."""
         kind = action[0]
-        held = self.held(state)
         if kind == "pick":
             item = action[1]
             if held == self.bowl and item != self.bowl:

@@ -215,6 +215,19 @@ def mlp_to_twosome_ratios(twosome: dict, mlp: dict, figure: str = "steps_to_targ
     return per_seed
 
 
+def method_figures(records: list[dict]) -> dict:
+    """One method's per-seed figures, from its run records (in seed-file order)."""
+    return {
+        "seeds": [r["seed"] for r in records],
+        "budget_env_steps": [r["total_env_steps"] for r in records],
+        "steps_to_target": [steps_to_target(r["history"]) for r in records],
+        "steps_to_sampled_target": [steps_to_sampled_target(r["history"]) for r in records],
+        "final_greedy_success": [final_greedy_success(r["history"]) for r in records],
+        "wall_seconds": [r.get("wall_seconds") for r in records],
+        "bf16": [r.get("bf16", False) for r in records],
+    }
+
+
 def report() -> dict:
     from trl_embodied.plotting import plot_learning_curves
 
@@ -227,16 +240,7 @@ def report() -> dict:
             runs.setdefault(record["method"], []).append(record)
         row: dict = {}
         for method, records in runs.items():
-            reached = [steps_to_target(r["history"]) for r in records]
-            row[method] = {
-                "seeds": [r["seed"] for r in records],
-                "budget_env_steps": [r["total_env_steps"] for r in records],
-                "steps_to_target": reached,
-                "steps_to_sampled_target": [steps_to_sampled_target(r["history"]) for r in records],
-                "final_greedy_success": [final_greedy_success(r["history"]) for r in records],
-                "wall_seconds": [r.get("wall_seconds") for r in records],
-                "bf16": [r.get("bf16", False) for r in records],
-            }
+            row[method] = method_figures(records)
             if method == "zero_shot":
                 row[method]["play_modes"] = records[0].get("play_modes", {})
             if method == "twosome":
@@ -247,13 +251,7 @@ def report() -> dict:
         if mlp is None and task.endswith(TEXT_ONLY_VARIANT):
             # PPO-MLP reads the symbolic state, not the action texts: the base task's runs are its runs.
             base = RUNS / task.removesuffix(TEXT_ONLY_VARIANT)
-            records = [json.loads(p.read_text()) for p in sorted(base.glob("mlp_seed*.json"))]
-            mlp = {
-                "seeds": [r["seed"] for r in records],
-                "budget_env_steps": [r["total_env_steps"] for r in records],
-                "steps_to_target": [steps_to_target(r["history"]) for r in records],
-                "steps_to_sampled_target": [steps_to_sampled_target(r["history"]) for r in records],
-            }
+            mlp = method_figures([json.loads(p.read_text()) for p in sorted(base.glob("mlp_seed*.json"))])
         if "twosome" in row and mlp:
             for figure, ratio_name in (
                 ("steps_to_target", "ratio_mlp_to_twosome_steps"),

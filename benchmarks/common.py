@@ -23,6 +23,9 @@ QUIET_RUN = dict(logging_steps=1, save_strategy="no", report_to="none", disable_
 #: The paper's discounts per primitive step: 0.99 in Overcooked, 0.95 in the household (VirtualHome) tasks.
 #: Every method of every benchmark uses its task's.
 GAMMA_BY_ENV_FAMILY = {"Overcooked": 0.99, "Household": 0.95}
+#: Where a checkpointed run keeps its evaluation before training (the Trainer's log history starts after it).
+BEFORE_TRAINING_FILE = "evaluation_before_training.json"
+WALL_TIME_FILE = "wall_time.json"  # in each checkpoint of such a run: the wall seconds it has run so far
 
 
 def paper_gamma(env_id: str) -> float:
@@ -131,6 +134,7 @@ def train_twosome(
     seed: int,
     stop_at_target: bool = False,
     model: str | None = None,
+    checkpoint_dir: str | Path | None = None,
     **overrides: Any,
 ):
     """Train EmbodiedPPOTrainer on the default model (on the CUDA device when there is one, else the CPU),
@@ -138,35 +142,54 @@ def train_twosome(
     EmbodiedPPOConfig fields (``normalization``, ``bf16``...); ``gamma`` defaults to the paper's for the task.
     ``stop_at_target``: end training at the first evaluation whose greedy success reaches ``TARGET``.
     ``model``: the base model's Hub id, local folder or ``.gguf`` file (``None``: the embedded default, SmolLM2-135M-Instruct).
+    ``checkpoint_dir``: keep a checkpoint there after every PPO iteration and, when it already holds one,
+    continue that run (the same call again resumes a run of hours that was stopped); ``None``: no checkpoints.
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
     the wall time, the device and the mean seconds per PPO iteration spent scoring, in the env and updating.
     """
     import torch
     from transformers import TrainerCallback
+    from transformers.trainer_utils import get_last_checkpoint
 
     from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
 
+    saving = {}
+    if checkpoint_dir is not None:
+        saving = dict(save_strategy="steps", save_total_limit=1)
     args = EmbodiedPPOConfig(
-        output_dir=tempfile.mkdtemp(),
+        output_dir=str(checkpoint_dir) if checkpoint_dir is not None else tempfile.mkdtemp(),
         env_id=env_id,
         total_env_steps=total_env_steps,
         eval_episodes=eval_episodes,
         use_cpu=not torch.cuda.is_available(),
         seed=seed,
-        **QUIET_RUN,
+        **{**QUIET_RUN, **saving},
         **{"gamma": paper_gamma(env_id), **overrides},
     )
+    if checkpoint_dir is not None:
+        args.save_steps = args.optimizer_steps_per_rollout  # one checkpoint per PPO iteration
 
     class EvaluateEvery(TrainerCallback):
         """Evaluate on env-step boundaries (the Trainer's eval_steps count optimizer steps)."""
 
         next_eval = eval_every
 
+        def on_train_begin(self, args, state, control, **kwargs):
+            # A resumed run has its env steps back by now: the next evaluation is the next boundary.
+            self.next_eval = (trainer._env_steps // eval_every + 1) * eval_every
+
         def on_step_end(self, args, state, control, **kwargs):
             if trainer._env_steps >= self.next_eval:
                 self.next_eval += eval_every
                 control.should_evaluate = True
+
+        def on_save(self, args, state, control, **kwargs):
+            # Wall time so far travels with the checkpoint, so a resumed run's record counts all of it.
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_json(
+                folder / WALL_TIME_FILE, {"wall_seconds": earlier_seconds + time.perf_counter() - start}
+            )
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             print(
@@ -177,9 +200,22 @@ def train_twosome(
 
     trainer = EmbodiedPPOTrainer(model=model, args=args, callbacks=[EvaluateEvery()])
     start = time.perf_counter()
-    before = trainer.evaluate()  # train() starts a fresh log history: keep this row apart
+    resume = get_last_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    # train() starts a fresh log history: the evaluation before training is kept apart (on disk for a resume).
+    before_file = Path(checkpoint_dir) / BEFORE_TRAINING_FILE if checkpoint_dir is not None else None
+    earlier_seconds = 0.0  # wall time of the stopped run a resume continues
+    if resume is not None and before_file.is_file():
+        before = json.loads(before_file.read_text())
+        wall_file = Path(resume) / WALL_TIME_FILE
+        earlier_seconds = json.loads(wall_file.read_text())["wall_seconds"] if wall_file.is_file() else 0.0
+        print(f"  resuming from {resume}", flush=True)
+    else:
+        resume = None
+        before = trainer.evaluate()
+        if before_file is not None:
+            write_json(before_file, before)
     if not (stop_at_target and before["eval_success_rate"] >= TARGET):
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
     evaluated = (
         r.get("env_steps") == trainer._env_steps and "eval_success_rate" in r
         for r in trainer.state.log_history
@@ -196,7 +232,7 @@ def train_twosome(
     }
     record = {
         "history": history,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": earlier_seconds + time.perf_counter() - start,
         "seconds_per_iteration": seconds_per_iteration,
         "steps_to_target": steps_to_target(history),
         "stopped_at_target": stop_at_target,

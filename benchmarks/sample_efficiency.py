@@ -19,6 +19,9 @@ The household tasks offer a state's applicable actions, as the paper's do. ``--v
 runs the harder variant that offers the whole vocabulary in every state (its inapplicable actions
 no-ops); its records go to ``<task>_all_actions/`` and form rows of their own.
 
+A TWOSOME run of hours can keep checkpoints (``--checkpoint_dir runs/sample_efficiency``): the same command
+continues it where it was stopped, and its record counts the wall time of every part.
+
 ``--warm_start`` starts both methods from the same planner demonstrations (seeds 0-3): TWOSOME from a
 LoRA adapter that TRL's SFTTrainer fits to them (10 epochs, lr 1e-3), PPO-MLP from behaviour cloning of
 them (``MLPPPOConfig.demonstration_episodes``), so the ratio stays fair; records go to
@@ -297,6 +300,12 @@ def main() -> None:
         action="store_true",
         help=f"Both methods start from {WARM_START_DEMONSTRATIONS} planner demonstrations (SFT / behaviour cloning).",
     )
+    parser.add_argument(
+        "--checkpoint_dir",
+        type=Path,
+        help="TWOSOME: keep a checkpoint per PPO iteration under DIR/<task>/twosome_seed<k>; the same command "
+        "then continues a stopped run where it was.",
+    )
     add_bf16_argument(parser)
     add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
@@ -323,6 +332,9 @@ def main() -> None:
                 seed=seed,
                 bf16=args.bf16,
                 env_kwargs=env_kwargs,
+                checkpoint_dir=args.checkpoint_dir / run_dir.name / f"twosome_seed{seed}"
+                if args.checkpoint_dir
+                else None,
                 **warm,
                 **learning_settings(args),
             )

@@ -4,7 +4,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import EarlyStoppingCallback
 
-from trl_embodied import LogEpisodesCallback
+from trl_embodied import LogEpisodesCallback, StopAtSuccessCallback
 
 from .test_trainer import make_trainer
 from .toy_envs import TwoChoiceEnv
@@ -27,6 +27,24 @@ def test_early_stopping_on_eval_success_rate(tmp_path, tokenizer):
     trainer.train()
     evaluations = [row for row in trainer.state.log_history if "eval_success_rate" in row]
     assert trainer.state.global_step == 6 and len(evaluations) == 3  # best at 2, no gain at 4 and 6
+
+
+@pytest.mark.parametrize(("bar", "steps"), [(0.0, 2), (None, 6)])
+def test_stop_at_success_ends_training_at_the_first_evaluation_that_meets_the_bar(
+    tmp_path, tokenizer, bar, steps
+):
+    trainer = make_trainer(
+        tmp_path, tokenizer, max_steps=6, eval_strategy="steps", eval_steps=2, eval_episodes=2
+    )
+    if bar is not None:  # any success rate meets 0.0: the first evaluation ends the run
+        trainer.add_callback(StopAtSuccessCallback(bar))
+    trainer.train()
+    assert trainer.state.global_step == steps
+
+
+def test_stop_at_success_refuses_a_bar_outside_0_1():
+    with pytest.raises(ValueError, match="success_rate=1.5; a success rate lies in"):
+        StopAtSuccessCallback(1.5)
 
 
 def test_tensorboard_writes_the_ppo_metrics_and_episode_tables(tmp_path, tokenizer):

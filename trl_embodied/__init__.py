@@ -27,6 +27,7 @@ from trl_embodied.envs import (
 #: Public name -> the module that defines it, imported when the name is first used.
 _LAZY_NAMES = {
     "LogEpisodesCallback": "trl_embodied.callbacks",
+    "StopAtSuccessCallback": "trl_embodied.callbacks",
     "EvaluationResult": "trl_embodied.evaluation",
     "ExpertAgreement": "trl_embodied.evaluation",
     "evaluate_policy": "trl_embodied.evaluation",
@@ -50,7 +51,7 @@ _LAZY_NAMES = {
 }
 
 if TYPE_CHECKING:
-    from trl_embodied.callbacks import LogEpisodesCallback
+    from trl_embodied.callbacks import LogEpisodesCallback, StopAtSuccessCallback
     from trl_embodied.evaluation import EvaluationResult, ExpertAgreement, evaluate_policy, expert_agreement
     from trl_embodied.grpo import EmbodiedGRPOEnvironment, grpo_environment_factory, grpo_prompts
     from trl_embodied.modeling import (
@@ -90,6 +91,7 @@ __all__ = [
     "expert_agreement",
     "plot_learning_curves",
     "LogEpisodesCallback",
+    "StopAtSuccessCallback",
     "EmbodiedGRPOEnvironment",
     "grpo_environment_factory",
     "grpo_prompts",

@@ -108,3 +108,30 @@ class LogEpisodesCallback(TrainerCallback):
 
             if wandb.run is not None:
                 wandb.log({"episodes": wandb.Table(columns=EPISODE_COLUMNS, data=self.table)})
+
+
+class StopAtSuccessCallback(TrainerCallback):
+    r"""End training at the first evaluation whose success rate reaches ``success_rate``.
+
+    transformers' ``EarlyStoppingCallback`` stops when a metric stops improving; a task with a known bar
+    ("solved" at 0.9 greedy success) wants the budget spent only until the bar is met. Evaluations come
+    from the trainer's ``eval_strategy``/``eval_steps``.
+
+    ```python
+    >>> trainer = EmbodiedPPOTrainer(..., callbacks=[StopAtSuccessCallback(0.9)])
+    ```
+
+    Args:
+        success_rate: the bar, in [0, 1].
+        metric: the evaluation metric compared with it.
+    """
+
+    def __init__(self, success_rate: float, metric: str = "eval_success_rate"):
+        if not 0.0 <= success_rate <= 1.0:
+            raise ValueError(f"success_rate={success_rate}; a success rate lies in [0, 1].")
+        self.success_rate = success_rate
+        self.metric = metric
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics is not None and metrics.get(self.metric, -1.0) >= self.success_rate:
+            control.should_training_stop = True

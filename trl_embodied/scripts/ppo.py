@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trl import ModelConfig, TrlParser, get_peft_config
 
+from trl_embodied.callbacks import StopAtSuccessCallback
 from trl_embodied.trainer import EmbodiedPPOConfig, EmbodiedPPOTrainer
 
 
@@ -26,6 +27,13 @@ class ScriptArguments:
     )
     save_final_model: bool = field(
         default=True, metadata={"help": "Save the adapter and value head at the end."}
+    )
+    stop_at_success_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "End training at the first evaluation (eval_strategy/eval_steps) whose greedy success "
+            "rate reaches this value; None: spend the whole budget."
+        },
     )
 
 
@@ -48,11 +56,19 @@ def main(script_args: ScriptArguments, training_args: EmbodiedPPOConfig, model_a
         model=model_args.model_name_or_path,  # None: the embedded SmolLM2-135M-Instruct
         args=training_args,
         peft_config=get_peft_config(model_args),
+        callbacks=[StopAtSuccessCallback(script_args.stop_at_success_rate)]
+        if script_args.stop_at_success_rate is not None
+        else None,
     )
     results = {}
     if script_args.eval_before_training:
-        results["before"] = trainer.evaluate(metric_key_prefix="eval_before")["eval_before_success_rate"]
+        before = trainer.evaluate(metric_key_prefix="eval_before")
+        results["before"] = before["eval_before_success_rate"]
     trainer.train()
+    if script_args.eval_before_training:
+        # train() starts a fresh log history: the untrained policy's row goes back in as the curve's start.
+        start = {key.replace("eval_before_", "eval_", 1): value for key, value in before.items()}
+        trainer.state.log_history.insert(0, {**start, "env_steps": 0, "step": 0})
     results["after"] = trainer.evaluate()["eval_success_rate"]
     if trainer.accelerator.is_main_process:
         before = f"{results['before']:.2f} before training, " if "before" in results else ""
@@ -63,6 +79,12 @@ def main(script_args: ScriptArguments, training_args: EmbodiedPPOConfig, model_a
     if script_args.save_final_model:
         trainer.save_model(training_args.output_dir)
         trainer.create_model_card(model_name=Path(training_args.output_dir).name)
+        if trainer.accelerator.is_main_process:
+            output_dir = Path(training_args.output_dir)
+            curve = output_dir / "learning_curve.png"
+            print(f"adapter, value head and model card saved in {output_dir}/")
+            if curve.is_file():
+                print(f"learning curve: {curve}")
     if training_args.push_to_hub:
         trainer.push_to_hub()
     # Tear the process group down before exit: left to interpreter shutdown, gloo's threads can

@@ -105,6 +105,60 @@ def test_same_seed_same_episode(env_id):
     assert rollout(3) == rollout(3)
 
 
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [(env_id, {}) for env_id in ENV_IDS]
+    + [("trl_embodied/Overcooked-TomatoSalad-v0", {"randomize_items": True, "observation_radius": 2})],
+)
+def test_state_dict_continues_the_same_episodes_after_a_round_trip_through_safe_files(
+    env_id, kwargs, tmp_path
+):
+    """An env saved mid-episode through the trainer's checkpoint files (JSON + safetensors) and loaded into a
+    fresh env plays on exactly as the original: the rest of this episode, and the next ones (their reset
+    draws from the restored generator)."""
+    from trl_embodied.trainer.rollout_state import load_tree, save_tree
+
+    def play(env, info, rng, steps):
+        trace = []
+        for _ in range(steps):
+            prompt, reward, terminated, truncated, info = env.step(
+                int(rng.integers(len(info["valid_actions"])))
+            )
+            trace.append((prompt, reward, terminated, truncated, info["valid_actions"], info["success"]))
+            if terminated or truncated:
+                prompt, info = env.reset()  # no seed: the env's own generator
+                trace.append(prompt)
+        return trace, info
+
+    original = make_env(env_id, **kwargs)
+    _, info = original.reset(seed=5)
+    _, info = play(original, info, np.random.default_rng(0), 7)
+    save_tree(
+        {"env": original.unwrapped.state_dict(), "info": info},
+        tmp_path / "s.json",
+        tmp_path / "s.safetensors",
+    )
+    restored = make_env(env_id, **kwargs)
+    saved = load_tree(tmp_path / "s.json", tmp_path / "s.safetensors")
+    restored.reset(seed=123)  # another episode: the load must replace all of it
+    restored.unwrapped.load_state_dict(saved["env"])
+    assert restored.unwrapped.state == original.unwrapped.state
+    assert saved["info"]["valid_actions"] == info["valid_actions"]
+    np.testing.assert_array_equal(saved["info"]["action_mask"], info["action_mask"])
+    expected, _ = play(original, info, np.random.default_rng(1), 120)
+    actual, _ = play(restored, saved["info"], np.random.default_rng(1), 120)
+    assert actual == expected
+
+
+def test_load_state_dict_refuses_another_tasks_state():
+    food = make_env("Household-FoodPreparation-v0")
+    food.reset(seed=0)
+    kitchen = make_env("Overcooked-TomatoSalad-v0")
+    kitchen.reset(seed=0)
+    with pytest.raises(ValueError, match="restore it into an env of the same task"):
+        kitchen.unwrapped.load_state_dict(food.unwrapped.state_dict())
+
+
 def test_overcooked_truncates_at_200_primitive_steps():
     env = OvercookedEnv("TomatoSalad")
     _, info = env.reset(seed=0)

@@ -3,23 +3,25 @@
 import fnmatch
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
 import datasets
+import gymnasium
 import huggingface_hub
 import pytest
 import torch
 from transformers import TrainerCallback, set_seed
 
-from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer
+from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer, TextEnvWrapper
 from trl_embodied.scoring import naive_action_logprobs
 from trl_embodied.trainer.ppo import clipped_policy_loss, clipped_value_loss
 from trl_embodied.trajectories import TRAJECTORY_FEATURES
 
 from .conftest import build_llama
-from .toy_envs import DoorEnv, NoActionsEnv, TwoChoiceEnv
+from .toy_envs import DoorEnv, FlakyEnv, NoActionsEnv, TwoChoiceEnv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -382,29 +384,116 @@ def test_evaluation_without_repeats_cannot_loop(tmp_path, tokenizer):
     assert trainer.evaluate()["eval_episode_length"] == 20
 
 
+def test_rollout_values_are_under_the_statistics_the_update_uses(tmp_path, tokenizer):
+    """The value head standardizes its input with statistics that the rollout updates step by step: the
+    values that value clipping and GAE take must be those of the statistics at the rollout's end, under
+    which the update computes its own."""
+    trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, num_ppo_epochs=1)
+    norm = trainer.accelerator.unwrap_model(trainer.model).value_head.feature_norm
+    minibatches = trainer._rollout()
+    assert norm.count == 4 * 4  # the statistics moved during the rollout (4 envs x 4 steps)
+    for batch in minibatches:
+        _, hidden = trainer._policy(batch["prompts"], batch["actions"])
+        torch.testing.assert_close(batch["values"], trainer._values(hidden), atol=1e-6, rtol=0)
+
+
 # -- checkpoints ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("resume_at", [2, 3])  # an iteration boundary, and the middle of an iteration
-def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at):
-    straight = make_trainer(tmp_path / "straight", tokenizer, max_steps=6)
+@pytest.mark.parametrize(
+    ("resume_at", "env"),
+    # an iteration boundary, the middle of an iteration; DoorEnv's episodes run across the checkpoint
+    [(2, TwoChoiceEnv), (3, TwoChoiceEnv), (3, DoorEnv)],
+)
+def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at, env, recwarn):
+    straight = make_trainer(tmp_path / "straight", tokenizer, env=env, max_steps=6)
     straight.train()
 
-    first = make_trainer(tmp_path / "resumed", tokenizer, max_steps=6, save_strategy="steps", save_steps=1)
+    first = make_trainer(
+        tmp_path / "resumed", tokenizer, env=env, max_steps=6, save_strategy="steps", save_steps=1
+    )
     first.train()  # writes checkpoint-1 .. checkpoint-6
     checkpoint = tmp_path / "resumed" / "run" / f"checkpoint-{resume_at}"
     assert (checkpoint / "adapter_model.safetensors").is_file() and (
         checkpoint / "value_head.safetensors"
     ).is_file()
-    assert (checkpoint / "rollout_state_0.pkl").is_file() and (checkpoint / "optimizer.pt").is_file()
+    assert (checkpoint / "rollout_state_0.json").is_file() and (checkpoint / "optimizer.pt").is_file()
+    assert not list(checkpoint.glob("*.pkl"))  # the rollout state is JSON + safetensors, never pickle
     assert not (checkpoint / "model.safetensors").exists()  # never the base model
 
     resumed = make_trainer(
-        tmp_path / "resumed", tokenizer, max_steps=6, seed=123
+        tmp_path / "resumed", tokenizer, env=env, max_steps=6, seed=123
     )  # other init: must be overwritten
     resumed.train(resume_from_checkpoint=str(checkpoint))
     assert resumed.state.global_step == 6 and resumed._env_steps == straight._env_steps == 48
     expected, actual = trainable_state(straight), trainable_state(resumed)
     for name in expected:
         assert torch.allclose(expected[name], actual[name], atol=1e-6), name
+    # The very same episodes go on: each slot's state, length and return as in the straight run.
+    for one, other in zip(straight.slots, resumed.slots, strict=True):
+        assert one.env.unwrapped.state == other.env.unwrapped.state and one.prompt == other.prompt
+        assert (one.episode_length, one.episode_return) == (other.episode_length, other.episode_return)
+    assert not [w for w in recwarn if "starts a new episode on resume" in str(w.message)]
+
+
+def test_an_env_that_cannot_save_its_episode_starts_anew_on_resume(tmp_path, tokenizer):
+    def frozen_lake():  # a gymnasium env through TextEnvWrapper: no state_dict of its own
+        return TextEnvWrapper(
+            gymnasium.make("FrozenLake-v1", is_slippery=False),
+            describe=lambda obs, info: f"You are on tile {obs} of a frozen lake. You",
+            valid_actions=lambda obs, info: {"move left": 0, "move down": 1, "move right": 2, "move up": 3},
+            max_actions=4,
+        )
+
+    make_trainer(
+        tmp_path, tokenizer, env=frozen_lake, max_steps=2, save_strategy="steps", save_steps=1
+    ).train()
+    resumed = make_trainer(tmp_path, tokenizer, env=frozen_lake, max_steps=2)
+    with pytest.warns(UserWarning, match=r"environment frozen_lake \(slot 0\), .*\(slot 3\): no state_dict"):
+        resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-1"))
+    assert resumed.state.global_step == 2
+
+
+def test_a_tampered_checkpoint_is_refused_and_never_runs_code(tmp_path, tokenizer):
+    make_trainer(tmp_path, tokenizer, max_steps=1, save_strategy="steps", save_steps=1).train()
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    sentinel = tmp_path / "code-ran"
+
+    class Payload:  # unpickling this would create the sentinel file
+        def __reduce__(self):
+            return (Path.touch, (sentinel,))
+
+    payload = pickle.dumps(Payload())
+    (checkpoint / "rollout_state_0.pkl").write_bytes(payload)  # a pickle beside it is never opened
+    good_json = (checkpoint / "rollout_state_0.json").read_text()
+    good_tensors = (checkpoint / "rollout_state_0.safetensors").read_bytes()
+
+    def edited(**changes) -> str:
+        return json.dumps({**json.loads(good_json), **changes})
+
+    tamperings = [
+        ("rollout_state_0.safetensors", payload, "is not a readable safetensors file"),
+        ("rollout_state_0.json", payload, "is not a readable rollout state"),
+        (
+            "rollout_state_0.json",
+            edited(generator={"__tensor__": "x"}),
+            "refers to tensor 'x', which the tensor file lacks",
+        ),
+        ("rollout_state_0.json", edited(env_steps={"__tuple__": [1], "a": 2}), "malformed tagged value"),
+        ("rollout_state_0.json", edited(micro_step="one"), "is damaged"),
+        (
+            "rollout_state_0.json",
+            edited(slots=json.loads(good_json)["slots"][:1]),
+            "is damaged .*1 saved environments for 4",
+        ),
+        ("rollout_state_0.json", json.dumps({"format": 1}), "is not a rollout state of this trainer"),
+    ]
+    for name, content, message in tamperings:
+        (checkpoint / "rollout_state_0.json").write_text(good_json)
+        (checkpoint / "rollout_state_0.safetensors").write_bytes(good_tensors)
+        target = checkpoint / name
+        target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+        with pytest.raises(ValueError, match=message):
+            make_trainer(tmp_path, tokenizer, max_steps=2).train(resume_from_checkpoint=str(checkpoint))
+    assert not sentinel.exists()
 
 
 def test_rollouts_are_saved_as_trajectories_and_resume_with_the_run(tmp_path, tokenizer):
@@ -543,20 +632,6 @@ def subprocess_free_exec(code: str) -> str:
 
 
 # -- environments that fail ----------------------------------------------------------------------------
-class FlakyEnv(TwoChoiceEnv):
-    """Raises as a dead engine would on every ``every``-th call of ``step`` (counted per instance)."""
-
-    def __init__(self, every: int):
-        super().__init__()
-        self.every, self.calls = every, 0
-
-    def step(self, action):
-        self.calls += 1
-        if self.calls % self.every == 0:
-            raise ConnectionError("engine process died")
-        return super().step(action)
-
-
 def test_an_env_error_names_the_env_slot_step_and_action(tmp_path, tokenizer):
     trainer = make_trainer(tmp_path, tokenizer, env=lambda: FlakyEnv(every=3))
     with pytest.raises(
@@ -655,3 +730,15 @@ def test_two_processes_hold_the_same_adapter(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["env_steps"] == 2 * 16 * 2  # two processes x 16 decision steps x 2 iterations
     assert summary["seeds_differ"]
+    # Every logged training metric is the mean over both processes of what each measured, and the env
+    # errors survived are counted on both: 4 per process and rollout.
+    local = [json.loads((tmp_path / f"metrics_rank{r}.json").read_text()) for r in range(2)]
+    logs = summary["logs"]
+    assert len(logs) == len(local[0]) == len(local[1]) == 4
+    differs = False
+    for row, mine, theirs in zip(logs, *local, strict=True):
+        for key in ("loss/policy", "loss/value", "policy/entropy", "policy/clip_fraction"):
+            assert row[key] == pytest.approx((mine[key] + theirs[key]) / 2, abs=1e-6), key
+            differs |= abs(mine[key] - theirs[key]) > 1e-6
+    assert differs  # the processes measured different values: the average is no copy of rank 0's
+    assert [row["rollout/env_errors"] for row in logs if "rollout/env_errors" in row] == [8.0, 8.0]

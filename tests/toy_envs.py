@@ -42,6 +42,20 @@ class NoActionsEnv(TwoChoiceEnv):
         return prompt, info
 
 
+class FlakyEnv(TwoChoiceEnv):
+    """Raises as a dead engine would on every ``every``-th call of ``step`` (counted per instance)."""
+
+    def __init__(self, every: int):
+        super().__init__()
+        self.every, self.calls = every, 0
+
+    def step(self, action):
+        self.calls += 1
+        if self.calls % self.every == 0:
+            raise ConnectionError("engine process died")
+        return super().step(action)
+
+
 def act(env, text):
     """Step the action whose text is ``text`` (fails the test if it is not offered)."""
     actions = env.valid_actions(env.state)

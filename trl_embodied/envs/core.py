@@ -20,6 +20,10 @@ A text environment is a ``gymnasium.Env`` whose
                               state as a vector, for non-LLM baselines (an MLP on PPO from scratch)
   ==========================  ===============================================================
 
+Optionally, ``state_dict()`` returns the running episode as plain data (no objects) and
+``load_state_dict(state)`` continues it: the trainer's checkpoints save episodes that way, without pickle
+(:class:`TextEnv` has both; an env without them starts a new episode when a run resumes).
+
 Rewards, ``terminated`` and ``truncated`` follow gymnasium. ``action_space`` is a ``Discrete`` over the
 env's action vocabulary, whose size bounds the number of valid actions. A policy over the vocabulary (an
 MLP on the symbolic observation) picks ``v`` with ``info["action_mask"]`` and steps
@@ -256,6 +260,41 @@ class TextEnv(gymnasium.Env[str, int], Generic[State]):
             "primitive_steps": int(primitive_steps),
             "symbolic_observation": self.symbolic(self.state),
         }
+
+    # -- saving and restoring an episode -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The running episode as plain data (``None``, bools, numbers, strings, tuples, frozensets, lists
+        and dicts; no objects), so a checkpoint holds it without pickle: the state, the elapsed primitive
+        steps and the random generator. :meth:`load_state_dict` continues the very same episode."""
+        if self.state is None:
+            raise RuntimeError(f"{type(self).__name__}: state_dict() before reset(); call reset() first.")
+        state = (
+            self.state._asdict() if hasattr(self.state, "_asdict") else self.state
+        )  # a NamedTuple's fields
+        return {
+            "state": state,
+            "elapsed_primitive_steps": self.elapsed_primitive_steps,
+            "ended": self.ended,
+            "np_random": self.np_random.bit_generator.state,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the episode that :meth:`state_dict` saved (from this env's task and settings)."""
+        if self.state is None:
+            self.reset()  # the state's type, and a generator to restore into
+        state = state_dict["state"]
+        if hasattr(self.state, "_fields"):
+            if not isinstance(state, Mapping) or set(state) != set(self.state._fields):
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: the saved state has fields "
+                    f"{sorted(state) if isinstance(state, Mapping) else type(state).__name__}, this env's "
+                    f"{sorted(self.state._fields)}; restore it into an env of the same task."
+                )
+            state = type(self.state)(**state)
+        self.state = state
+        self.elapsed_primitive_steps = int(state_dict["elapsed_primitive_steps"])
+        self.ended = bool(state_dict["ended"])
+        self.np_random.bit_generator.state = state_dict["np_random"]
 
     # -- the scripted expert -------------------------------------------------------------------------
     def plan(self) -> list[int]:

@@ -15,8 +15,10 @@ How PPO maps onto the ``transformers.Trainer`` loop (as TRL's GRPOTrainer buffer
   ``critic_learning_rate``; the Trainer's scheduler decays both.
 - Checkpoints hold the adapter, the value head, the optimizer, scheduler and RNG states, and each
   process's rollout state (its environments, the running episodes, the sampling generator and any
-  buffered minibatches), so ``resume_from_checkpoint`` continues the same run. Environments that cannot
-  be pickled are reset on resume instead, with a warning.
+  buffered minibatches), so ``resume_from_checkpoint`` continues the same run. The rollout state is JSON
+  and safetensors, never pickle: resuming a checkpoint cannot run code. Environments save their episode
+  through ``state_dict()`` / ``load_state_dict()`` (the built-in ones do); one without them starts a new
+  episode on resume, with a warning.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import contextlib
 import functools
 import math
 import os
-import pickle
 import shutil
 import time
 import warnings
@@ -59,12 +60,28 @@ from trl_embodied.trainer.ppo import (
     next_state_values,
     normalize_advantages,
 )
+from trl_embodied.trainer.rollout_state import NotPlainData, encode, load_tree, save_tree
 from trl_embodied.trajectories import episode_rows, rows_to_dataset
 
 logger = logging.get_logger(__name__)
 
-ROLLOUT_STATE_FILE = "rollout_state_{rank}.pkl"
+# Each process's rollout state: plain data as JSON, its tensors as safetensors (rollout_state.py).
+ROLLOUT_STATE_FILE = "rollout_state_{rank}.json"
+ROLLOUT_TENSORS_FILE = "rollout_state_{rank}.safetensors"
 ROLLOUTS_DIR = "rollouts"  # with save_rollouts: the training episodes as a trajectory dataset
+ROLLOUT_STATE_FORMAT = 1  # raised when the rollout state's layout changes
+ROLLOUT_STATE_KEYS = {
+    "format",
+    "shape",
+    "generator",
+    "micro_step",
+    "buffer",
+    "stop_iteration",
+    "env_steps",
+    "trajectory_rows",
+    "episodes_recorded",
+    "slots",
+}
 # What a checkpoint's rollout state must agree on with the resuming run.
 SHAPE_FIELDS = (
     "num_envs",
@@ -114,6 +131,38 @@ class _EnvSlot:
             )
         self.episode_return, self.episode_length = 0.0, 0
         self.seed, self.steps = seed, []
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The running episode as plain data, or None where the env cannot save its own (it then starts a
+        new episode on resume)."""
+        try:
+            env_state = self.env.get_wrapper_attr("state_dict")()
+            self.env.get_wrapper_attr("load_state_dict")
+        except AttributeError:
+            return None
+        state = {
+            "env": env_state,
+            "prompt": self.prompt,
+            "info": self.info,
+            "episode_return": float(self.episode_return),
+            "episode_length": self.episode_length,
+            "seed": self.seed,
+            "steps": self.steps,
+            "errors_in_a_row": self.errors_in_a_row,
+        }
+        try:
+            encode(state, {})
+        except NotPlainData as error:
+            warnings.warn(f"environment {self.name}: {error}; its episode restarts on resume.", stacklevel=2)
+            return None
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.env.reset(seed=state["seed"])  # wrappers see a reset; the env's own state is replaced next
+        self.env.get_wrapper_attr("load_state_dict")(state["env"])
+        self.prompt, self.info = state["prompt"], state["info"]
+        self.episode_return, self.episode_length = state["episode_return"], state["episode_length"]
+        self.seed, self.steps, self.errors_in_a_row = state["seed"], state["steps"], state["errors_in_a_row"]
 
 
 class EmbodiedPPOTrainer(_BaseTrainer):
@@ -272,13 +321,25 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             (f"env[{i % len(factories)}]", factories[i % len(factories)], 0) for i in range(args.num_envs)
         ]
 
-    def _make_slots(self) -> list[_EnvSlot]:
-        slots = []
+    def _make_slots(self, saved: list[dict[str, Any] | None] | None = None) -> list[_EnvSlot]:
+        """Build every env slot and start its first episode, or continue the ``saved`` episodes (a
+        checkpoint's; a slot saved as None starts anew)."""
+        slots, restarted = [], []
         base_seed = self.args.seed + self.accelerator.process_index * self.args.num_envs
         for index, (name, factory, seed_offset) in enumerate(self.env_factories):
             slot = _EnvSlot(factory(), name)
-            slot.reset(seed=base_seed + seed_offset + index)
+            if saved is not None and saved[index] is not None:
+                slot.load_state_dict(saved[index])
+            else:
+                restarted += [f"{name} (slot {index})"] if saved is not None else []
+                slot.reset(seed=base_seed + seed_offset + index)
             slots.append(slot)
+        if restarted:
+            warnings.warn(
+                f"environment {', '.join(restarted)}: no state_dict()/load_state_dict() (or no plain data in its "
+                "info) to save the running episode, so it starts a new episode on resume.",
+                stacklevel=2,
+            )
         return slots
 
     def _recover_from_env_error(
@@ -357,16 +418,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return self._buffer[position]
 
     # -- rollout ---------------------------------------------------------------------------------------
-    def _policy(
-        self, prompts: list[str], actions: list[list[str]]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _policy(self, prompts: list[str], actions: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """The current policy without gradients, in the update's precision (bf16 autocast when ``bf16``), so
         that the rollout's log-probs and the update's agree on dtype.
 
-        Returns ``[B, K]`` log pi(a | s) on the CPU (-inf at padding), ``[B]`` values on the CPU and
-        ``[B, H]`` the critic's input features. Each state's scores come from ``self._state_cache`` when it
-        was scored since the parameters last changed; the values are computed afresh, because the value
-        head's input statistics move during a rollout.
+        Returns ``[B, K]`` log pi(a | s) on the CPU (-inf at padding) and ``[B, H]`` the critic's input
+        features (:meth:`_values` turns them into values). Each state's scores come from
+        ``self._state_cache`` when it was scored since the parameters last changed.
         """
         model = self.accelerator.unwrap_model(self.model)
 
@@ -381,11 +439,16 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         with torch.no_grad(), self.autocast_smart_context_manager():
             states = memoized_states(self._state_cache, prompts, actions, score)
             hidden = torch.stack([features for _, features in states])
-            values = model.value_head(hidden.float()).float().cpu()
         log_policy = torch.nn.utils.rnn.pad_sequence(
             [row for row, _ in states], batch_first=True, padding_value=float("-inf")
         )
-        return log_policy, values, hidden
+        return log_policy, hidden
+
+    def _values(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[B]`` values on the CPU of ``[B, H]`` critic features, under the value head's statistics now."""
+        value_head = self.accelerator.unwrap_model(self.model).value_head
+        with torch.no_grad(), self.autocast_smart_context_manager():
+            return value_head(hidden.float()).float().cpu()
 
     def current_policy(self) -> Callable[[Sequence[str], Sequence[Sequence[str]]], torch.Tensor]:
         """The policy as it is now, as ``evaluate_policy`` and ``play_episodes`` take it:
@@ -422,16 +485,20 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         finished_steps: list[dict[str, Any]] = []  # with save_rollouts: the finished episodes' steps
         scoring_seconds = env_seconds = 0.0
         env_errors = 0
+        step_features: list[torch.Tensor] = []  # [envs, H] per step: the critic's input
+        truncation_features: list[tuple[int, int, torch.Tensor]] = []  # (t, slot, [H]) of cut episodes
         for t in range(steps):
             prompts.append([slot.prompt for slot in self.slots])
             actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
             start = time.perf_counter()
-            log_policy, values[t], critic_features = self._policy(prompts[t], actions[t])
+            log_policy, critic_features = self._policy(prompts[t], actions[t])
             scoring_seconds += time.perf_counter() - start
             # The value head standardizes its input with running statistics of the states the rollouts
-            # visit, the same on every process.
-            critic_features = self.accelerator.gather(critic_features.float().contiguous())
-            self.accelerator.unwrap_model(self.model).value_head.feature_norm.update(critic_features)
+            # visit, the same on every process. The values are computed once the rollout is over, under
+            # the statistics the update will use, so that value clipping compares like with like.
+            step_features.append(critic_features)
+            everyone = self.accelerator.gather(critic_features.float().contiguous())
+            self.accelerator.unwrap_model(self.model).value_head.feature_norm.update(everyone)
             chosen[t] = torch.multinomial(log_policy.exp(), 1, generator=self.generator).squeeze(-1)
             logprobs[t] = log_policy.gather(1, chosen[t][:, None]).squeeze(-1)
             start = time.perf_counter()
@@ -479,16 +546,23 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             env_seconds += time.perf_counter() - start
             if final_states:
                 start = time.perf_counter()
-                _, final_values, _ = self._policy(
+                _, final_features = self._policy(
                     [p for _, p, _ in final_states], [a for _, _, a in final_states]
                 )
                 scoring_seconds += time.perf_counter() - start
-                for (n, _, _), value in zip(final_states, final_values, strict=True):
-                    next_values[t, n] = value
+                truncation_features += [
+                    (t, n, f) for (n, _, _), f in zip(final_states, final_features, strict=True)
+                ]
         start = time.perf_counter()
-        _, bootstrap, _ = self._policy(
+        _, bootstrap_features = self._policy(
             [s.prompt for s in self.slots], [list(s.info["valid_actions"]) for s in self.slots]
         )
+        bootstrap = self._values(bootstrap_features)
+        values[:] = self._values(torch.cat(step_features)).view(steps, envs)
+        if truncation_features:
+            cut_values = self._values(torch.stack([f for _, _, f in truncation_features]))
+            for (t, n, _), value in zip(truncation_features, cut_values, strict=True):
+                next_values[t, n] = value
         scoring_seconds += time.perf_counter() - start
         next_values = next_state_values(values, next_values, bootstrap, terminated | truncated)
         advantages, returns = compute_gae(
@@ -501,9 +575,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             gamma=args.gamma,
             gae_lambda=args.gae_lambda,
         )
-        self._log_rollout(finished, values, returns, scoring_seconds, env_seconds)
-        if args.on_env_error == "reset":
-            self._metrics["rollout/env_errors"].append(float(env_errors))
+        self._log_rollout(finished, values, returns, scoring_seconds, env_seconds, env_errors)
         if args.save_rollouts:
             self._record_trajectories(finished_steps)
         self._env_steps += steps * envs * self.accelerator.num_processes
@@ -553,18 +625,23 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             )
             self._episodes_recorded += 1
 
-    def _log_rollout(self, finished, values, returns, scoring_seconds: float, env_seconds: float) -> None:
-        """Per-iteration metrics; episode statistics summed over processes."""
+    def _log_rollout(
+        self, finished, values, returns, scoring_seconds: float, env_seconds: float, env_errors: int
+    ) -> None:
+        """Per-iteration metrics; episode statistics and environment errors summed over processes."""
         totals = torch.tensor(
             [
                 sum(r for r, _, _ in finished),
                 sum(length for _, length, _ in finished),
                 sum(s for _, _, s in finished),
                 len(finished),
+                env_errors,
             ],
             dtype=torch.float64,
         )
         totals = self.accelerator.reduce(totals.to(self.accelerator.device), reduction="sum").cpu()
+        if self.args.on_env_error == "reset":
+            self._metrics["rollout/env_errors"].append(float(totals[4]))
         if totals[3] > 0:
             self._metrics["episode/return"].append(float(totals[0] / totals[3]))
             self._metrics["episode/length"].append(float(totals[1] / totals[3]))
@@ -620,14 +697,37 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             # Only minibatches skipped after the target-KL stop since the last log: their "loss" of 0 and
             # grad_norm of 0 are no measurement, and would draw false dips in TensorBoard or W&B.
             return
-        if not any(key.startswith("eval_") for key in logs):
-            for key, values in self._metrics.items():
-                finite = [v for v in values if not math.isnan(v)]
-                if finite:
-                    logs[key] = sum(finite) / len(finite)
+        if not any(key.startswith("eval_") for key in logs):  # evaluations log their own metrics
+            logs.update(self._metrics_over_processes())
             self._metrics.clear()
         logs["env_steps"] = self._env_steps  # the x axis of learning curves, evaluations included
         super().log(logs, start_time)
+
+    def _metrics_over_processes(self) -> dict[str, float]:
+        """Each training metric's mean since the last log over the values of every process (NaN values, such
+        as the explained variance of constant returns, left out). Every process records the same metrics,
+        so one reduction carries them all."""
+        keys = sorted(self._metrics)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            if any(other != keys for other in gather_object([keys])):
+                raise RuntimeError(f"the processes recorded different metrics ({gather_object([keys])}).")
+        totals = torch.tensor(
+            [
+                [
+                    sum(v for v in self._metrics[k] if not math.isnan(v)),
+                    sum(not math.isnan(v) for v in self._metrics[k]),
+                ]
+                for k in keys
+            ],
+            dtype=torch.float64,
+        ).reshape(len(keys), 2)
+        if self.accelerator.num_processes > 1:
+            totals = self.accelerator.reduce(totals.to(self.accelerator.device), reduction="sum").cpu()
+        return {
+            key: total / count for key, (total, count) in zip(keys, totals.tolist(), strict=True) if count > 0
+        }
 
     # -- evaluation ------------------------------------------------------------------------------------
     def evaluate(
@@ -680,6 +780,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         shape = {name: getattr(self.args, name) for name in SHAPE_FIELDS}
         shape["envs"] = [name for name, _, _ in self.env_factories]
         state = {
+            "format": ROLLOUT_STATE_FORMAT,
             "shape": shape,
             "generator": self.generator.get_state(),
             "micro_step": self._micro_step,
@@ -688,25 +789,18 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             "env_steps": self._env_steps,
             "trajectory_rows": self._trajectory_rows,
             "episodes_recorded": self._episodes_recorded,
-            "slots": None,
+            "slots": None if self.slots is None else [slot.state_dict() for slot in self.slots],
         }
-        if self.slots is not None:
-            try:
-                state["slots"] = pickle.dumps(self.slots)
-            except Exception as error:  # third-party envs need not pickle
-                warnings.warn(
-                    f"the environments cannot be pickled ({error}); a resumed run will reset them.",
-                    stacklevel=2,
-                )
         return state
 
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
-        path = Path(output_dir) / ROLLOUT_STATE_FILE.format(rank=self.accelerator.process_index)
-        staging = path.with_suffix(".tmp")
-        with staging.open("wb") as handle:
-            pickle.dump(self._rollout_state(), handle)
-        os.replace(staging, path)  # atomic: a crash never leaves a half-written state
+        rank = self.accelerator.process_index
+        save_tree(
+            self._rollout_state(),
+            Path(output_dir) / ROLLOUT_STATE_FILE.format(rank=rank),
+            Path(output_dir) / ROLLOUT_TENSORS_FILE.format(rank=rank),
+        )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         from peft import set_peft_model_state_dict
@@ -724,15 +818,22 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             )
         set_peft_model_state_dict(actor_critic.policy, load_file(adapter))
         actor_critic.value_head.load_state_dict(load_file(checkpoint / VALUE_HEAD_FILE))
-        state_file = checkpoint / ROLLOUT_STATE_FILE.format(rank=self.accelerator.process_index)
+        rank = self.accelerator.process_index
+        state_file = checkpoint / ROLLOUT_STATE_FILE.format(rank=rank)
         if not state_file.is_file():
             warnings.warn(f"{state_file} is missing: the environments start afresh.", stacklevel=2)
             return
-        with state_file.open("rb") as handle:
-            state = pickle.load(handle)
+        state = load_tree(state_file, checkpoint / ROLLOUT_TENSORS_FILE.format(rank=rank))
+        missing = ROLLOUT_STATE_KEYS - set(state) - {"format"}
+        if missing or state.get("format") != ROLLOUT_STATE_FORMAT:
+            raise ValueError(
+                f"{state_file} is not a rollout state of this trainer (format {state.get('format')!r}, missing "
+                f"{sorted(missing)}); resume from a checkpoint this version wrote, or start a new run."
+            )
         expected = {name: getattr(self.args, name) for name in SHAPE_FIELDS}
         expected["envs"] = [name for name, _, _ in self.env_factories]
-        different = {k: (state["shape"].get(k), v) for k, v in expected.items() if state["shape"].get(k) != v}
+        shape = state["shape"] if isinstance(state["shape"], dict) else {}
+        different = {k: (shape.get(k), v) for k, v in expected.items() if shape.get(k) != v}
         if different:
             listing = ", ".join(
                 f"{k}: checkpoint {old!r}, this run {new!r}" for k, (old, new) in different.items()
@@ -741,14 +842,24 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 f"{checkpoint} was written by a run of another shape ({listing}); resume with the same settings "
                 "or start a new run."
             )
-        self.generator.set_state(state["generator"])
-        self._micro_step = state["micro_step"]
-        self._buffer = state["buffer"]
-        self._stop_iteration = state["stop_iteration"]
-        self._env_steps = state["env_steps"]
-        self._trajectory_rows = state.get("trajectory_rows", [])
-        self._episodes_recorded = state.get("episodes_recorded", 0)
-        self.slots = pickle.loads(state["slots"]) if state["slots"] is not None else None
+        try:
+            self.generator.set_state(state["generator"])
+            self._micro_step = int(state["micro_step"])
+            self._buffer = state["buffer"]
+            self._stop_iteration = bool(state["stop_iteration"])
+            self._env_steps = int(state["env_steps"])
+            self._trajectory_rows = list(state["trajectory_rows"])
+            self._episodes_recorded = int(state["episodes_recorded"])
+            if state["slots"] is not None and len(state["slots"]) != len(self.env_factories):
+                raise IndexError(
+                    f"{len(state['slots'])} saved environments for {len(self.env_factories)} slots"
+                )
+            self.slots = self._make_slots(saved=state["slots"]) if state["slots"] is not None else None
+        except (AttributeError, KeyError, TypeError, IndexError, RuntimeError, ValueError) as error:
+            raise ValueError(
+                f"{state_file} is damaged ({type(error).__name__}: {error}); resume from another checkpoint or "
+                "start a new run."
+            ) from error
 
     # -- model card ------------------------------------------------------------------------------------
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None):

@@ -1,7 +1,9 @@
-"""The README's Python blocks run, in order, in one namespace, as a reader would paste them: on a tiny
-model instead of the default one, with budgets made small and the Hub replaced by a recorder. A block
-that drifts from the code fails here."""
+"""The Python blocks of README.md and of every docs/ page run, each page in order in one namespace, as a
+reader would paste them: on a tiny model instead of the default one, with budgets made small and the
+Hub replaced by a recorder. The configuration and metric references are checked against the code. A
+page that drifts from the code fails here."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,12 +11,15 @@ import datasets
 import huggingface_hub
 import pytest
 
+from trl_embodied import EmbodiedPPOConfig
+
 from .conftest import build_llama
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
-# Budgets made small: (text in the README, what runs instead). Each must be found, so that a README edit
-# that drops one is noticed here.
+# Budgets made small: (text in a page, what runs instead). Each must be found in some page, so that an
+# edit that drops one is noticed here.
 SMALL_BUDGETS = [
     ("total_env_steps=10_000,", "total_env_steps=32,"),
     ("rollout_steps=32,", "rollout_steps=8,"),
@@ -33,24 +38,33 @@ SMALL_BUDGETS = [
 ]
 # Blocks that need a model from the Hub run nowhere offline; they are named here, not silently passed.
 NEEDS_THE_HUB = ('"Qwen/Qwen3-0.6B"',)
+# The Trainer's end-of-training summary (train_runtime, train_loss, ...) and bookkeeping, not metrics.
+NOT_METRICS = re.compile(r"^(train_\w+|total_flos|step)$")
 
 
-def readme_program() -> str:
-    blocks = [b for b in BLOCK.findall(README.read_text()) if not any(m in b for m in NEEDS_THE_HUB)]
-    program = "\n".join(blocks)
+def page_program(page: str) -> str:
+    blocks = BLOCK.findall((ROOT / page).read_text())
+    program = "\n".join(b for b in blocks if not any(m in b for m in NEEDS_THE_HUB))
     for old, new in SMALL_BUDGETS:
-        assert old in program, f"the README no longer contains {old!r}: update SMALL_BUDGETS"
         program = program.replace(old, new)
     return program
 
 
-def test_the_readme_python_blocks_run(tmp_path, tokenizer, monkeypatch):
-    pytest.importorskip("textworld")
+def test_every_small_budget_is_found_in_a_page():
+    pages = "\n".join(BLOCK.findall("\n".join((ROOT / p).read_text() for p in PAGES)))
+    missing = [old for old, _ in SMALL_BUDGETS if old not in pages]
+    assert not missing, f"no page contains {missing}: update SMALL_BUDGETS"
+
+
+@pytest.fixture
+def offline_tiny_world(tmp_path, tokenizer, monkeypatch):
+    """The default model replaced by a tiny one, the Hub by a list of pushed repo ids; cwd in tmp_path."""
     tiny = build_llama(len(tokenizer), max_positions=4096)
 
     def tiny_base_model(name_or_path=None, **kwargs):
         return tiny, tokenizer
 
+    import trl_embodied
     import trl_embodied.modeling
     import trl_embodied.trainer.embodied_ppo_trainer as trainer_module
 
@@ -65,8 +79,58 @@ def test_the_readme_python_blocks_run(tmp_path, tokenizer, monkeypatch):
     )
     monkeypatch.setattr(datasets.Dataset, "push_to_hub", lambda self, repo_id, **kw: pushed.append(repo_id))
     monkeypatch.chdir(tmp_path)
+    return pushed
+
+
+def run_page(page: str) -> dict:
     namespace: dict = {}
-    exec(compile(readme_program(), str(README), "exec"), namespace)
-    assert namespace["trainer"]._env_steps == 32 and (tmp_path / "tomato-salad" / "README.md").is_file()
-    assert "me/tomato-salad-demos" in pushed and len(pushed) == 2
-    assert (tmp_path / "curves.png").is_file() and (tmp_path / "out" / "value_head.safetensors").is_file()
+    exec(compile(page_program(page), str(ROOT / page), "exec"), namespace)
+    return namespace
+
+
+def documented_metrics() -> set[str]:
+    section = (ROOT / "docs" / "training.md").read_text().split("## Logged metrics", 1)[1]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([^`]+)`", row)}
+
+
+def test_the_readme_runs_and_every_metric_it_logs_is_documented(offline_tiny_world, tmp_path):
+    pytest.importorskip("textworld")
+    namespace = run_page("README.md")
+    trainer = namespace["trainer"]
+    assert trainer._env_steps == 32 and (tmp_path / "tomato-salad" / "README.md").is_file()
+    assert offline_tiny_world == ["tomato-salad"]  # push_to_hub uploaded the run
+    logged = {key for row in trainer.state.log_history for key in row if not NOT_METRICS.match(key)}
+    assert {"eval_success_rate", "policy/approx_kl", "value/explained_variance"} <= logged, sorted(logged)
+    undocumented = logged - documented_metrics()
+    assert not undocumented, f"docs/training.md's 'Logged metrics' lacks {sorted(undocumented)}"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "README.md"])
+def test_the_docs_pages_run(page, offline_tiny_world, tmp_path):
+    if "textworld" in page_program(page):
+        pytest.importorskip("textworld")
+    namespace = run_page(page)
+    if page == "docs/integrations.md":
+        assert offline_tiny_world == ["me/tomato-salad-demos"] and len(namespace["sft_pairs"]) > 0
+    if page == "docs/evaluation.md":
+        assert (tmp_path / "curves.png").is_file() and 0.0 <= namespace["result"].success_rate <= 1.0
+    if page == "docs/scoring.md":
+        assert (tmp_path / "out" / "value_head.safetensors").is_file()
+    if page == "docs/environments.md":
+        assert namespace["reward"] == 1.0 and namespace["info"]["success"]
+
+
+def test_the_configuration_reference_lists_every_field_with_its_default():
+    """docs/training.md's table: every field EmbodiedPPOConfig declares (its own and the Trainer defaults it
+    changes), each with the default the code has."""
+    text = (ROOT / "docs" / "training.md").read_text()
+    section = text.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", section, re.M))
+    fields = {f.name: f for f in dataclasses.fields(EmbodiedPPOConfig)}
+    for name in EmbodiedPPOConfig.__dict__["__annotations__"]:
+        field = fields[name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        expected = f'"{default}"' if isinstance(default, str) else repr(default)
+        assert name in rows, f"docs/training.md's configuration reference lacks {name}"
+        assert rows[name] == expected, f"{name}: documented default {rows[name]}, the code's {expected}"

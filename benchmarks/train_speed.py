@@ -58,32 +58,11 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_every_row() -> None:
-    """Switch state reuse off in this process: every row of a batch and of a rollout goes through the model."""
-    import torch
-
-    import trl_embodied.scoring
-    import trl_embodied.trainer.embodied_ppo_trainer as trainer_module
-
-    def every_row(prompts, actions):
-        states = [(p, tuple(a)) for p, a in zip(prompts, actions, strict=True)]
-        return trl_embodied.scoring.UniqueStates(states, torch.arange(len(states)), list(range(len(states))))
-
-    def no_memo(cache, prompts, actions, compute):
-        return list(compute(list(prompts), [list(a) for a in actions]))
-
-    trl_embodied.scoring.unique_states = every_row
-    trainer_module.memoized_states = no_memo
-
-
 def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
     """``ITERATIONS`` PPO iterations; report iterations 2 to ``ITERATIONS - 1`` together."""
     from transformers import TrainerCallback
 
     from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
-
-    if not reuse_states:
-        run_every_row()
 
     spec = SHAPES[shape]
     transitions = spec["num_envs"] * spec["rollout_steps"]
@@ -99,6 +78,7 @@ def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
         num_ppo_epochs=1,  # one pass over the rollout, as the plain loop makes
         max_steps=ITERATIONS * transitions // min(MINIBATCH, transitions),
         bf16=bf16,
+        reuse_states=reuse_states,
         use_cpu=True,
         seed=0,
         **QUIET_RUN,

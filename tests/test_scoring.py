@@ -198,6 +198,11 @@ def test_repeated_states_are_computed_once_and_equal_separate_scoring(tokenizer,
         (alone.log_policy[0, :k].sum() * weights[row]).backward()
     for (name, a), b in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-4, rtol=1e-4), name
+    # reuse_states=False, the ablation: every row through the model, the same scores.
+    every_row = ActionScorer(model_a, tokenizer, reuse_states=False)
+    rows.clear()
+    apart = every_row.score([prompts[i] for i in order], [actions[i] for i in order])
+    assert rows == [6] and torch.allclose(apart.scores, together.scores, atol=1e-5)
 
 
 def test_errors_name_the_callers_environment_when_states_repeat(llama, tokenizer):

@@ -384,6 +384,28 @@ def test_evaluation_without_repeats_cannot_loop(tmp_path, tokenizer):
     assert trainer.evaluate()["eval_episode_length"] == 20
 
 
+def test_without_state_reuse_the_run_is_the_same_and_every_row_is_scored(tmp_path, tokenizer):
+    runs = {}
+    for reuse in (True, False):
+        runs[reuse] = make_trainer(
+            tmp_path / str(reuse), tokenizer, env=DoorEnv, max_steps=4, reuse_states=reuse
+        )
+        runs[reuse].train()
+    scored = {
+        reuse: [
+            row["rollout/states_scored"]
+            for row in trainer.state.log_history
+            if "rollout/states_scored" in row
+        ]
+        for reuse, trainer in runs.items()
+    }
+    assert scored[False] == [4 * 4 + 4] * 2  # 4 envs x 4 steps and the 4 bootstrap states, each rollout
+    assert all(s <= 3 for s in scored[True])  # DoorEnv has two states (and its start differs only in seed)
+    expected, actual = trainable_state(runs[True]), trainable_state(runs[False])
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=1e-4)
+
+
 def test_rollout_values_are_under_the_statistics_the_update_uses(tmp_path, tokenizer):
     """The value head standardizes its input with statistics that the rollout updates step by step: the
     values that value clipping and GAE take must be those of the statistics at the rollout's end, under

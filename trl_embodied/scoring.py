@@ -117,9 +117,14 @@ class UniqueStates(NamedTuple):
     first_rows: list[int]  # [len(states)] the row where each pair first appears (errors name it)
 
 
-def unique_states(prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> UniqueStates:
-    """The distinct ``(prompt, actions)`` pairs of a batch (see :class:`UniqueStates`)."""
+def unique_states(
+    prompts: Sequence[str], actions: Sequence[Sequence[str]], reuse: bool = True
+) -> UniqueStates:
+    """The distinct ``(prompt, actions)`` pairs of a batch (see :class:`UniqueStates`); ``reuse=False``
+    keeps every row as a state of its own."""
     keys = [(prompt, tuple(env_actions)) for prompt, env_actions in zip(prompts, actions, strict=True)]
+    if not reuse:
+        return UniqueStates(keys, torch.arange(len(keys)), list(range(len(keys))))
     position: dict[State, int] = {}
     first_rows: list[int] = []
     inverse = []
@@ -192,6 +197,9 @@ class ActionScorer:
             action's token count) or ``"none"`` (the joint log-probability).
         tokenization_cache_size: (prompt, actions) pairs whose tokenization is kept; a PPO update scores
             the same pairs as the rollout that made them.
+        reuse_states: run each distinct (prompt, actions) pair of a batch through the model once and index
+            the result back to its copies (the gradients sum over them exactly as if each were scored on its
+            own); False runs every row, the speed ablation.
     """
 
     def __init__(
@@ -201,12 +209,14 @@ class ActionScorer:
         normalization: Normalization = "word",
         *,
         tokenization_cache_size: int = 8192,
+        reuse_states: bool = True,
     ):
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization={normalization!r}; use one of {NORMALIZATIONS}.")
         self.model = model
         self.tokenizer = tokenizer
         self.normalization = normalization
+        self.reuse_states = reuse_states
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.decoder = base.get_decoder()
         self.lm_head = base.get_output_embeddings()
@@ -369,7 +379,7 @@ class ActionScorer:
             log-probabilities.
         """
         self._check(prompts, actions)
-        states, inverse, first_rows = unique_states(prompts, actions)
+        states, inverse, first_rows = unique_states(prompts, actions, self.reuse_states)
         batch = self._pack([prompt for prompt, _ in states], [list(acts) for _, acts in states], first_rows)
         hidden = self._hidden_states(batch)
         device = hidden.device
@@ -402,7 +412,7 @@ class ActionScorer:
     def prompt_hidden(self, prompts: Sequence[str]) -> torch.Tensor:
         """``[B, H]`` the last hidden state at each prompt's last token, without scoring any action; each
         distinct prompt computed once."""
-        states, inverse, _ = unique_states(prompts, [() for _ in prompts])
+        states, inverse, _ = unique_states(prompts, [() for _ in prompts], self.reuse_states)
         batch = self._pack([prompt for prompt, _ in states], [[] for _ in states])
         hidden = self._hidden_states(batch)
         rows = torch.arange(len(states), device=hidden.device)

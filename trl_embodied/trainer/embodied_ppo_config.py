@@ -67,6 +67,9 @@ class EmbodiedPPOConfig(_BaseConfig):
         adapter_path (`str` or `None`, defaults to None): continue from this LoRA adapter (a PEFT folder such as
             ``recipes/sft_warmstart.py`` writes, or a ``save_model`` folder, whose value head is loaded too)
             instead of a fresh one.
+        reuse_states (`bool`, defaults to True): run each distinct (prompt, valid actions) state of a rollout
+            and of a minibatch through the model once, with the same values and gradients as scoring every
+            row (the tests check both); False scores every row, the speed ablation.
         eval_episodes (`int`, defaults to 10): episodes per ``evaluate()``.
         eval_greedy (`bool`, defaults to True): evaluate the greedy (argmax) policy, else sample.
         eval_no_repeat (`bool`, defaults to False): in evaluation, choose among the actions taken least often
@@ -133,6 +136,13 @@ class EmbodiedPPOConfig(_BaseConfig):
     )
     value_head_sizes: list[int] = field(
         default_factory=lambda: [1024, 512], metadata={"help": "Value MLP hidden sizes."}
+    )
+    reuse_states: bool = field(
+        default=True,
+        metadata={
+            "help": "Run each distinct (prompt, valid actions) state of a rollout and of a minibatch through "
+            "the model once; False runs every row (the speed ablation)."
+        },
     )
     # -- the model ---------------------------------------------------------------------------------------
     model_init_kwargs: dict | str | None = field(

@@ -241,6 +241,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             if args.adapter_path is not None:
                 load_value_head(model, args.adapter_path)
         processing_class = processing_class or model.tokenizer
+        model.scorer.reuse_states = args.reuse_states  # in the update's minibatches
         if args.gradient_checkpointing:
             model.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             args.gradient_checkpointing = False  # done here: the Trainer would look for it on the wrapper
@@ -437,7 +438,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             return [(log_policy[i, : len(a)], output.hidden[i]) for i, a in enumerate(new_actions)]
 
         with torch.no_grad(), self.autocast_smart_context_manager():
-            states = memoized_states(self._state_cache, prompts, actions, score)
+            if self.args.reuse_states:  # each state once per rollout, while the parameters stay fixed
+                states = memoized_states(self._state_cache, prompts, actions, score)
+            else:
+                states = score(prompts, actions)
             hidden = torch.stack([features for _, features in states])
         log_policy = torch.nn.utils.rnn.pad_sequence(
             [row for row, _ in states], batch_first=True, padding_value=float("-inf")

@@ -150,9 +150,9 @@ def train_twosome(
     """
     import torch
     from transformers import TrainerCallback
-    from transformers.trainer_utils import get_last_checkpoint
 
     from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
+    from trl_embodied.trainer.embodied_ppo_trainer import last_complete_checkpoint
 
     saving = {}
     if checkpoint_dir is not None:
@@ -200,7 +200,7 @@ def train_twosome(
 
     trainer = EmbodiedPPOTrainer(model=model, args=args, callbacks=[EvaluateEvery()])
     start = time.perf_counter()
-    resume = get_last_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    resume = last_complete_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     # train() starts a fresh log history: the evaluation before training is kept apart (on disk for a resume).
     before_file = Path(checkpoint_dir) / BEFORE_TRAINING_FILE if checkpoint_dir is not None else None
     earlier_seconds = 0.0  # wall time of the stopped run a resume continues

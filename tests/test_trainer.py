@@ -4,6 +4,7 @@ import fnmatch
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -472,6 +473,23 @@ def test_an_env_that_cannot_save_its_episode_starts_anew_on_resume(tmp_path, tok
     with pytest.warns(UserWarning, match=r"environment frozen_lake \(slot 0\), .*\(slot 3\): no state_dict"):
         resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-1"))
     assert resumed.state.global_step == 2
+
+
+def test_a_checkpoint_cut_off_while_saving_is_skipped_or_refused(tmp_path, tokenizer):
+    make_trainer(tmp_path, tokenizer, max_steps=2, save_strategy="steps", save_steps=1).train()
+    run = tmp_path / "run"
+    shutil.copytree(run / "checkpoint-2", run / "checkpoint-3")
+    (run / "checkpoint-3" / "trainer_state.json").unlink()  # the Trainer writes it last
+    resumed = make_trainer(tmp_path, tokenizer, max_steps=4)
+    with pytest.warns(
+        UserWarning, match=r"checkpoint-3 is incomplete \(no readable trainer_state.json\), skipped"
+    ):
+        resumed.train(resume_from_checkpoint=True)  # the newest complete one: checkpoint-2
+    assert resumed.state.global_step == 4 and resumed._env_steps == 2 * 16  # two iterations of 16 steps
+    with pytest.raises(FileNotFoundError, match="checkpoint-3 is incomplete .*saving it was cut off"):
+        make_trainer(tmp_path, tokenizer, max_steps=4).train(resume_from_checkpoint=str(run / "checkpoint-3"))
+    with pytest.raises(ValueError, match="holds no complete checkpoint"):
+        make_trainer(tmp_path / "empty", tokenizer, max_steps=4).train(resume_from_checkpoint=True)
 
 
 def test_a_tampered_checkpoint_is_refused_and_never_runs_code(tmp_path, tokenizer):

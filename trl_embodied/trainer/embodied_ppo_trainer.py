@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import os
 import shutil
@@ -98,6 +99,38 @@ TWOSOME_CITATION = """\
     year         = 2024,
     booktitle    = {The Twelfth International Conference on Learning Representations, {ICLR} 2024},
 }"""
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` folder of ``output_dir`` that was saved to the end, or None.
+
+    The Trainer writes ``trainer_state.json`` last, after the adapter, the optimizer and the rollout state;
+    a run killed while saving leaves a newest folder without it (or with half of it). transformers'
+    ``get_last_checkpoint`` would pick that folder; this skips it, with a warning."""
+    folder = Path(output_dir)
+    numbered = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    for checkpoint in sorted(numbered, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        missing = incomplete_checkpoint(checkpoint)
+        if missing is None:
+            return str(checkpoint)
+        warnings.warn(
+            f"{checkpoint} is incomplete ({missing}), skipped: saving it was cut off.", stacklevel=2
+        )
+    return None
+
+
+def incomplete_checkpoint(checkpoint: Path) -> str | None:
+    """What a checkpoint folder lacks to be resumed from, or None when it is whole."""
+    from trl_embodied.modeling import VALUE_HEAD_FILE
+
+    for name in ("adapter_model.safetensors", VALUE_HEAD_FILE, ROLLOUT_STATE_FILE.format(rank=0)):
+        if not (checkpoint / name).is_file():
+            return f"no {name}"
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "no readable trainer_state.json"
+    return None
 
 
 def _identity(batch):
@@ -797,6 +830,18 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         }
         return state
 
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """``transformers.Trainer.train``; ``resume_from_checkpoint=True`` continues from the newest checkpoint
+        that was saved to the end (see :func:`last_complete_checkpoint`)."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(
+                    f"resume_from_checkpoint=True, but {self.args.output_dir} holds no complete checkpoint; "
+                    "start without it, or pass a checkpoint folder."
+                )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
         rank = self.accelerator.process_index
@@ -819,6 +864,12 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             raise FileNotFoundError(
                 f"{checkpoint} is not an EmbodiedPPOTrainer checkpoint (no adapter_model.safetensors and "
                 f"{VALUE_HEAD_FILE}); pass a checkpoint-N folder of this trainer."
+            )
+        missing = incomplete_checkpoint(checkpoint)
+        if missing is not None:
+            raise FileNotFoundError(
+                f"{checkpoint} is incomplete ({missing}): saving it was cut off. Resume from the checkpoint "
+                "before it (resume_from_checkpoint=True finds the newest complete one)."
             )
         set_peft_model_state_dict(actor_critic.policy, load_file(adapter))
         actor_critic.value_head.load_state_dict(load_file(checkpoint / VALUE_HEAD_FILE))

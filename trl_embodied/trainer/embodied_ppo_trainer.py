@@ -33,6 +33,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,49 @@ def incomplete_checkpoint(checkpoint: Path) -> str | None:
 
 def _identity(batch):
     return batch
+
+
+@dataclass
+class _Rollout:
+    """What one rollout of ``T`` steps in ``N`` env slots records, ``[T, N]`` per tensor."""
+
+    prompts: list[list[str]]
+    actions: list[list[list[str]]]
+    chosen: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    primitive_steps: torch.Tensor  # of each macro action, for gamma ** k
+    features: list[torch.Tensor]  # [N, H] per step: the critic's input
+    truncation_features: list[tuple[int, int, torch.Tensor]]  # (t, n, [H]) of the episodes cut at step t
+    final_states: dict[int, tuple[str, list[str]]]  # slot -> (prompt, actions) its last episode ended in
+    finished: list[tuple[float, int, bool]]  # (return, length, success) of the episodes that ended
+    finished_steps: list[dict[str, Any]]  # with save_rollouts: those episodes' steps
+    env_errors: int = 0
+    scoring_seconds: float = 0.0
+    env_seconds: float = 0.0
+
+    @classmethod
+    def empty(cls, steps: int, envs: int) -> _Rollout:
+        def zeros(dtype=torch.float32):
+            return torch.zeros(steps, envs, dtype=dtype)
+
+        return cls(
+            prompts=[],
+            actions=[],
+            chosen=zeros(torch.long),
+            logprobs=zeros(),
+            rewards=zeros(),
+            terminated=zeros(torch.bool),
+            truncated=zeros(torch.bool),
+            primitive_steps=torch.ones(steps, envs),
+            features=[],
+            truncation_features=[],
+            final_states={},
+            finished=[],
+            finished_steps=[],
+        )
 
 
 class _EnvSlot:
@@ -495,7 +539,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return lambda prompts, actions: self._policy(list(prompts), [list(a) for a in actions])[0].exp()
 
     def _rollout(self) -> list[dict[str, Any]]:
-        """Play ``rollout_steps`` decision steps in every env slot; return the iteration's minibatches."""
+        """One PPO iteration's data: play ``rollout_steps`` decision steps in every env slot, compute the
+        values and GAE, log, and return the iteration's minibatches."""
         args = self.args
         now = time.perf_counter()
         if self._iteration_start is not None:  # the previous iteration is complete: rollout + update
@@ -508,133 +553,142 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._states_scored = 0
         if self.slots is None:
             self.slots = self._make_slots()
-        steps, envs = args.rollout_steps, args.num_envs
-        shape = (steps, envs)
-        rewards, values = torch.zeros(shape), torch.zeros(shape)
-        next_values, logprobs = torch.zeros(shape), torch.zeros(shape)
-        terminated = torch.zeros(shape, dtype=torch.bool)
-        truncated = torch.zeros(shape, dtype=torch.bool)
-        primitive = torch.ones(shape)
-        chosen = torch.zeros(shape, dtype=torch.long)
-        prompts: list[list[str]] = []
-        actions: list[list[list[str]]] = []
-        finished: list[tuple[float, int, bool]] = []
-        finished_steps: list[dict[str, Any]] = []  # with save_rollouts: the finished episodes' steps
-        scoring_seconds = env_seconds = 0.0
-        env_errors = 0
-        step_features: list[torch.Tensor] = []  # [envs, H] per step: the critic's input
-        truncation_features: list[tuple[int, int, torch.Tensor]] = []  # (t, slot, [H]) of cut episodes
-        for t in range(steps):
-            prompts.append([slot.prompt for slot in self.slots])
-            actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
-            start = time.perf_counter()
-            log_policy, critic_features = self._policy(prompts[t], actions[t])
-            scoring_seconds += time.perf_counter() - start
-            # The value head standardizes its input with running statistics of the states the rollouts
-            # visit, the same on every process. The values are computed once the rollout is over, under
-            # the statistics the update will use, so that value clipping compares like with like.
-            step_features.append(critic_features)
-            everyone = self.accelerator.gather(critic_features.float().contiguous())
-            self.accelerator.unwrap_model(self.model).value_head.feature_norm.update(everyone)
-            chosen[t] = torch.multinomial(log_policy.exp(), 1, generator=self.generator).squeeze(-1)
-            logprobs[t] = log_policy.gather(1, chosen[t][:, None]).squeeze(-1)
-            start = time.perf_counter()
-            final_states = []  # (slot index, prompt, actions) of truncated episodes: their value bootstraps
-            for n, slot in enumerate(self.slots):
-                try:
-                    prompt, reward, term, trunc, info = slot.env.step(int(chosen[t, n]))
-                    slot.errors_in_a_row = 0
-                except Exception as error:
-                    prompt, reward, term, trunc, info = self._recover_from_env_error(
-                        n, slot, actions[t][n][int(chosen[t, n])], error
-                    )
-                    env_errors += 1
-                if args.save_rollouts:
-                    slot.steps.append(
-                        {
-                            "prompt": slot.prompt,
-                            "valid_actions": actions[t][n],
-                            "action": int(chosen[t, n]),
-                            "action_probs": log_policy[n, : len(actions[t][n])].exp().tolist(),
-                            "reward": float(reward),
-                        }
-                    )
-                rewards[t, n], terminated[t, n], truncated[t, n] = reward, term, trunc and not term
-                primitive[t, n] = info.get("primitive_steps", 1)
-                slot.episode_return += reward
-                slot.episode_length += 1
-                slot.prompt, slot.info = prompt, info
-                if term or trunc:
-                    finished.append(
-                        (slot.episode_return, slot.episode_length, bool(info.get("success", False)))
-                    )
-                    if trunc and not term:
-                        final_states.append((n, prompt, list(info["valid_actions"])))
-                    if args.save_rollouts:
-                        finished_steps.append(
-                            {
-                                "env": slot.name,
-                                "seed": slot.seed,
-                                "steps": slot.steps,
-                                "success": info.get("success"),
-                            }
-                        )
-                    slot.reset()
-            env_seconds += time.perf_counter() - start
-            if final_states:
-                start = time.perf_counter()
-                _, final_features = self._policy(
-                    [p for _, p, _ in final_states], [a for _, _, a in final_states]
-                )
-                scoring_seconds += time.perf_counter() - start
-                truncation_features += [
-                    (t, n, f) for (n, _, _), f in zip(final_states, final_features, strict=True)
-                ]
+
+        rollout = self._play(args.rollout_steps)
         start = time.perf_counter()
-        _, bootstrap_features = self._policy(
-            [s.prompt for s in self.slots], [list(s.info["valid_actions"]) for s in self.slots]
-        )
-        bootstrap = self._values(bootstrap_features)
-        values[:] = self._values(torch.cat(step_features)).view(steps, envs)
-        if truncation_features:
-            cut_values = self._values(torch.stack([f for _, _, f in truncation_features]))
-            for (t, n, _), value in zip(truncation_features, cut_values, strict=True):
-                next_values[t, n] = value
-        scoring_seconds += time.perf_counter() - start
-        next_values = next_state_values(values, next_values, bootstrap, terminated | truncated)
+        values, next_values = self._rollout_values(rollout)
+        rollout.scoring_seconds += time.perf_counter() - start
         advantages, returns = compute_gae(
-            rewards,
+            rollout.rewards,
             values,
             next_values,
-            terminated,
-            truncated,
-            primitive,
+            rollout.terminated,
+            rollout.truncated,
+            rollout.primitive_steps,
             gamma=args.gamma,
             gae_lambda=args.gae_lambda,
         )
-        self._log_rollout(finished, values, returns, scoring_seconds, env_seconds, env_errors)
+        self._log_rollout(
+            rollout.finished,
+            values,
+            returns,
+            rollout.scoring_seconds,
+            rollout.env_seconds,
+            rollout.env_errors,
+        )
         if args.save_rollouts:
-            self._record_trajectories(finished_steps)
-        self._env_steps += steps * envs * self.accelerator.num_processes
+            self._record_trajectories(rollout.finished_steps)
+        self._env_steps += rollout.rewards.numel() * self.accelerator.num_processes
 
         flat_advantages = advantages.flatten()
         if args.normalize_advantages:  # over the global batch, so every process weighs steps alike
             everything = self.accelerator.gather(flat_advantages.to(self.accelerator.device)).cpu()
             flat_advantages = normalize_advantages(flat_advantages, everything)
-        transitions = {
-            "prompts": [p for row in prompts for p in row],
-            "actions": [a for row in actions for a in row],
-            "chosen": chosen.flatten(),
-            "logprobs": logprobs.flatten(),
-            "values": values.flatten(),
-            "advantages": flat_advantages,
-            "returns": returns.flatten(),
-        }
+        return self._minibatches(
+            {
+                "prompts": [p for row in rollout.prompts for p in row],
+                "actions": [a for row in rollout.actions for a in row],
+                "chosen": rollout.chosen.flatten(),
+                "logprobs": rollout.logprobs.flatten(),
+                "values": values.flatten(),
+                "advantages": flat_advantages,
+                "returns": returns.flatten(),
+            }
+        )
+
+    def _play(self, steps: int) -> _Rollout:
+        """Sample from the current policy and step every env slot ``steps`` times (no gradients)."""
+        rollout = _Rollout.empty(steps, len(self.slots))
+        value_head = self.accelerator.unwrap_model(self.model).value_head
+        for t in range(steps):
+            rollout.prompts.append([slot.prompt for slot in self.slots])
+            rollout.actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
+            start = time.perf_counter()
+            log_policy, critic_features = self._policy(rollout.prompts[t], rollout.actions[t])
+            rollout.scoring_seconds += time.perf_counter() - start
+            # The value head standardizes its input with running statistics of the states the rollouts
+            # visit, the same on every process. The values are computed once the rollout is over, under
+            # the statistics the update will use, so that value clipping compares like with like.
+            rollout.features.append(critic_features)
+            value_head.feature_norm.update(self.accelerator.gather(critic_features.float().contiguous()))
+            rollout.chosen[t] = torch.multinomial(log_policy.exp(), 1, generator=self.generator).squeeze(-1)
+            rollout.logprobs[t] = log_policy.gather(1, rollout.chosen[t][:, None]).squeeze(-1)
+            start = time.perf_counter()
+            cut = [
+                n for n, slot in enumerate(self.slots) if self._step_slot(rollout, t, n, slot, log_policy[n])
+            ]
+            rollout.env_seconds += time.perf_counter() - start
+            if cut:  # truncated episodes: the value of the state they stopped in bootstraps them
+                start = time.perf_counter()
+                final_prompts = [rollout.final_states[n][0] for n in cut]
+                _, final_features = self._policy(final_prompts, [rollout.final_states[n][1] for n in cut])
+                rollout.scoring_seconds += time.perf_counter() - start
+                rollout.truncation_features += [(t, n, f) for n, f in zip(cut, final_features, strict=True)]
+        return rollout
+
+    def _step_slot(self, rollout: _Rollout, t: int, n: int, slot: _EnvSlot, log_policy: torch.Tensor) -> bool:
+        """Step slot ``n`` with its sampled action and record the outcome at ``[t, n]``; a finished episode
+        is counted and the slot reset. Returns whether the episode was truncated (its value is needed)."""
+        actions, action = rollout.actions[t][n], int(rollout.chosen[t, n])
+        try:
+            prompt, reward, term, trunc, info = slot.env.step(action)
+            slot.errors_in_a_row = 0
+        except Exception as error:
+            prompt, reward, term, trunc, info = self._recover_from_env_error(n, slot, actions[action], error)
+            rollout.env_errors += 1
+        if self.args.save_rollouts:
+            slot.steps.append(
+                {
+                    "prompt": slot.prompt,
+                    "valid_actions": actions,
+                    "action": action,
+                    "action_probs": log_policy[: len(actions)].exp().tolist(),
+                    "reward": float(reward),
+                }
+            )
+        rollout.rewards[t, n], rollout.terminated[t, n] = reward, term
+        rollout.truncated[t, n] = trunc and not term
+        rollout.primitive_steps[t, n] = info.get("primitive_steps", 1)
+        slot.episode_return += reward
+        slot.episode_length += 1
+        slot.prompt, slot.info = prompt, info
+        if not (term or trunc):
+            return False
+        rollout.finished.append((slot.episode_return, slot.episode_length, bool(info.get("success", False))))
+        if self.args.save_rollouts:
+            rollout.finished_steps.append(
+                {"env": slot.name, "seed": slot.seed, "steps": slot.steps, "success": info.get("success")}
+            )
+        rollout.final_states[n] = (prompt, list(info["valid_actions"]))
+        slot.reset()
+        return bool(trunc and not term)
+
+    def _rollout_values(self, rollout: _Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[T, N]`` values of the rollout's states and of the states that follow them, under the value
+        head's statistics as the rollout left them (the update's): a truncated episode's final state, the
+        bootstrap of the states the slots are in now, and zero after a termination."""
+        steps, envs = rollout.rewards.shape
+        _, bootstrap_features = self._policy(
+            [s.prompt for s in self.slots], [list(s.info["valid_actions"]) for s in self.slots]
+        )
+        values = self._values(torch.cat(rollout.features)).view(steps, envs)
+        next_values = torch.zeros(steps, envs)
+        if rollout.truncation_features:
+            cut_values = self._values(torch.stack([f for _, _, f in rollout.truncation_features]))
+            for (t, n, _), value in zip(rollout.truncation_features, cut_values, strict=True):
+                next_values[t, n] = value
+        bootstrap = self._values(bootstrap_features)
+        done = rollout.terminated | rollout.truncated
+        return values, next_state_values(values, next_values, bootstrap, done)
+
+    def _minibatches(self, transitions: dict[str, Any]) -> list[dict[str, Any]]:
+        """``num_ppo_epochs`` shuffled passes over the transitions, in minibatches of
+        ``per_device_train_batch_size`` (lists of texts are indexed as lists, tensors as tensors)."""
+        size, count = self.args.per_device_train_batch_size, len(transitions["prompts"])
         minibatches = []
-        size = args.per_device_train_batch_size
-        for _ in range(args.num_ppo_epochs):
-            order = torch.randperm(steps * envs, generator=self.generator)
-            for start in range(0, len(order), size):
+        for _ in range(self.args.num_ppo_epochs):
+            order = torch.randperm(count, generator=self.generator)
+            for start in range(0, count, size):
                 index = order[start : start + size]
                 minibatches.append(
                     {

@@ -706,6 +706,26 @@ def test_an_env_that_never_recovers_stops_the_run(tmp_path, tokenizer):
         trainer.train()
 
 
+class InfiniteRewardEnv(TwoChoiceEnv):
+    """A broken reward: winning pays inf."""
+
+    def transition(self, state, action):
+        outcome = super().transition(state, action)
+        return outcome._replace(reward=float("inf") if outcome.success else 0.0)
+
+
+def test_a_non_finite_loss_stops_the_run_before_it_reaches_the_adapter(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, env=InfiniteRewardEnv, max_steps=2)
+    before = trainable_state(trainer)
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite (policy|value) loss.* at optimizer step 0 .*two buttons"
+    ):
+        trainer.train()
+    after = trainable_state(trainer)
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
+
+
 def test_on_env_error_settings_are_checked(tmp_path):
     with pytest.raises(ValueError, match="on_env_error='ignore'"):
         config(tmp_path, on_env_error="ignore")

@@ -768,7 +768,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         )
         entropy = output.scores.entropy.mean()
         loss = policy.loss + args.vf_coef * value_loss - args.ent_coef * entropy
-        approx_kl = self.accelerator.gather(policy.approx_kl.detach()[None]).mean()
+        # One gather carries the KL and whether the loss is finite on every process: a NaN or inf stops all
+        # of them before the optimizer writes it into the adapter.
+        checks = torch.stack([policy.approx_kl.detach().float(), torch.isfinite(loss.detach()).float()])
+        checks = self.accelerator.gather(checks[None]).view(-1, 2)
+        approx_kl = checks[:, 0].mean()
+        if not bool(checks[:, 1].all()):
+            self._raise_non_finite_loss(inputs, policy.loss, value_loss, entropy)
         if args.target_kl is not None and approx_kl > args.target_kl:
             self._stop_iteration = True
         for name, value in (
@@ -781,6 +787,22 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._metrics[name].append(float(value.detach()))
         self._metrics["policy/early_stopped"].append(float(self._stop_iteration))
         return loss
+
+    def _raise_non_finite_loss(self, inputs, policy_loss, value_loss, entropy) -> None:
+        """Stop with an error that names the minibatch's states and which term went non-finite."""
+        terms = {"policy loss": policy_loss, "value loss": value_loss, "entropy": entropy}
+        bad = [name for name, value in terms.items() if not torch.isfinite(value.detach())] or [
+            "another process's"
+        ]
+        states = "; ".join(
+            f"{prompt[-80:]!r} with {actions}"
+            for prompt, actions in list(zip(inputs["prompts"], inputs["actions"], strict=True))[:3]
+        )
+        raise FloatingPointError(
+            f"non-finite {', '.join(bad)} at optimizer step {self.state.global_step} (rank "
+            f"{self.accelerator.process_index}); the minibatch's first states: {states}. Nothing was applied to "
+            "the adapter. Lower learning_rate, check the rewards for inf/NaN, or resume from the last checkpoint."
+        )
 
     # -- logging ---------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

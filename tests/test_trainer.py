@@ -16,7 +16,13 @@ import pytest
 import torch
 from transformers import TrainerCallback, set_seed
 
-from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer, TextEnvWrapper
+from trl_embodied import (
+    ActionHistory,
+    EmbodiedActorCritic,
+    EmbodiedPPOConfig,
+    EmbodiedPPOTrainer,
+    TextEnvWrapper,
+)
 from trl_embodied.scoring import naive_action_logprobs
 from trl_embodied.trainer.ppo import clipped_policy_loss, clipped_value_loss
 from trl_embodied.trajectories import TRAJECTORY_FEATURES
@@ -79,6 +85,7 @@ def trainable_state(trainer) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
+        ({"history_length": -1}, "history_length=-1; use 0"),
         ({"rollout_steps": -1}, "rollout_steps=-1; it must be a positive integer"),
         ({"num_envs": 0}, "num_envs=0"),
         ({"normalization": "words"}, "normalization='words'"),
@@ -407,6 +414,47 @@ def test_without_state_reuse_the_run_is_the_same_and_every_row_is_scored(tmp_pat
         torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=1e-4)
 
 
+def test_history_length_puts_the_past_actions_in_training_and_evaluation_prompts(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, max_steps=2, history_length=2)
+    trainer.train()
+    for slot in trainer.slots:
+        past = slot.env.history
+        assert len(past) == min(slot.episode_length, 2) and set(past) <= set(DoorEnv.ACTIONS)
+        assert slot.prompt == (
+            f"Your last actions: {', '.join(past)}. " if past else ""
+        ) + slot.env.unwrapped.describe(slot.env.unwrapped.state)
+    env = trainer.eval_env()
+    env.reset(seed=0)
+    prompt, *_ = env.step(0)
+    assert prompt.startswith("Your last actions: open the door. The door is open.")
+    # The same door after different pasts is a different input: more distinct states than without history.
+    plain = make_trainer(tmp_path / "plain", tokenizer, env=DoorEnv, max_steps=2)
+    plain.train()
+
+    def scored(t):
+        return sum(
+            row["rollout/states_scored"] for row in t.state.log_history if "rollout/states_scored" in row
+        )
+
+    assert scored(trainer) > scored(plain)
+
+
+def test_action_history_wrapper_on_its_own():
+    env = ActionHistory(DoorEnv(), history_length=2)
+    first, _ = env.reset(seed=0)
+    assert first == DoorEnv().reset(seed=0)[0]  # nothing taken yet: the env's own prompt
+    env.step(1)
+    env.step(0)
+    prompt, *_ = env.step(1)
+    assert (
+        prompt
+        == "Your last actions: open the door, close the door. The door is closed. To leave the room, you should"
+    )
+    assert env.reset()[0] == first  # a new episode forgets
+    with pytest.raises(ValueError, match="history_length=0; give the number of past actions"):
+        ActionHistory(DoorEnv(), history_length=0)
+
+
 def test_rollout_values_are_under_the_statistics_the_update_uses(tmp_path, tokenizer):
     """The value head standardizes its input with statistics that the rollout updates step by step: the
     values that value clipping and GAE take must be those of the statistics at the rollout's end, under
@@ -422,16 +470,23 @@ def test_rollout_values_are_under_the_statistics_the_update_uses(tmp_path, token
 
 # -- checkpoints ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("resume_at", "env"),
-    # an iteration boundary, the middle of an iteration; DoorEnv's episodes run across the checkpoint
-    [(2, TwoChoiceEnv), (3, TwoChoiceEnv), (3, DoorEnv)],
+    ("resume_at", "env", "history"),
+    # an iteration boundary, the middle of an iteration; DoorEnv's episodes run across the checkpoint,
+    # with and without the past actions in the prompt
+    [(2, TwoChoiceEnv, 0), (3, TwoChoiceEnv, 0), (3, DoorEnv, 0), (3, DoorEnv, 2)],
 )
-def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at, env, recwarn):
-    straight = make_trainer(tmp_path / "straight", tokenizer, env=env, max_steps=6)
+def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at, env, history, recwarn):
+    straight = make_trainer(tmp_path / "straight", tokenizer, env=env, max_steps=6, history_length=history)
     straight.train()
 
     first = make_trainer(
-        tmp_path / "resumed", tokenizer, env=env, max_steps=6, save_strategy="steps", save_steps=1
+        tmp_path / "resumed",
+        tokenizer,
+        env=env,
+        max_steps=6,
+        save_strategy="steps",
+        save_steps=1,
+        history_length=history,
     )
     first.train()  # writes checkpoint-1 .. checkpoint-6
     checkpoint = tmp_path / "resumed" / "run" / f"checkpoint-{resume_at}"
@@ -443,7 +498,7 @@ def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at, env, recw
     assert not (checkpoint / "model.safetensors").exists()  # never the base model
 
     resumed = make_trainer(
-        tmp_path / "resumed", tokenizer, env=env, max_steps=6, seed=123
+        tmp_path / "resumed", tokenizer, env=env, max_steps=6, seed=123, history_length=history
     )  # other init: must be overwritten
     resumed.train(resume_from_checkpoint=str(checkpoint))
     assert resumed.state.global_step == 6 and resumed._env_steps == straight._env_steps == 48
@@ -625,12 +680,21 @@ def test_push_to_hub_uploads_adapter_value_head_and_card(tmp_path, tokenizer, mo
     assert "library_name: peft" in card and "None" not in card
 
 
-def test_the_model_card_describes_the_adapter_and_its_quick_start_runs(tmp_path, tokenizer, monkeypatch):
+@pytest.mark.parametrize("history_length", [0, 2])
+def test_the_model_card_describes_the_adapter_and_its_quick_start_runs(
+    tmp_path, tokenizer, monkeypatch, history_length
+):
     base_dir = tmp_path / "tiny-base"
     build_llama(len(tokenizer), seed=0).save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)
     env_id = "trl_embodied/Household-FoodPreparation-v0"
-    args = config(tmp_path, env_id=env_id, hub_model_id="someone/tiny-embodied", eval_episodes=2)
+    args = config(
+        tmp_path,
+        env_id=env_id,
+        hub_model_id="someone/tiny-embodied",
+        eval_episodes=2,
+        history_length=history_length,
+    )
     repo = type("Repo", (), {"repo_id": "someone/tiny-embodied"})
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kwargs: repo)
     uploaded = {}
@@ -655,6 +719,9 @@ def test_the_model_card_describes_the_adapter_and_its_quick_start_runs(tmp_path,
     # The quick start runs as written, the Hub download pointing at what would be uploaded.
     snippet = body.split("```python\n")[1].split("```")[0]
     assert 'snapshot_download("someone/tiny-embodied")' in snippet
+    # A policy trained on prompts with its past actions is played with them.
+    assert ("ActionHistory(" in snippet) == bool(history_length)
+    assert ("prompts carry the last 2 actions" in body) == bool(history_length)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(folder))
     printed = subprocess_free_exec(snippet)
     assert 0.0 <= float(printed) <= 1.0

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 # neither torch nor TRL, and print nothing.
 from trl_embodied.envs import (
     ENV_IDS,
+    ActionHistory,
     HouseholdEnv,
     HouseholdTask,
     OvercookedEnv,
@@ -106,6 +107,7 @@ __all__ = [
     "default_lora_config",
     "load_base_model",
     "ENV_IDS",
+    "ActionHistory",
     "HouseholdEnv",
     "HouseholdTask",
     "OvercookedEnv",

@@ -1,6 +1,6 @@
 """Text environments: the contract, the built-in tasks and their gymnasium registration."""
 
-from trl_embodied.envs.core import SymbolicObservation, TextEnv, TextEnvWrapper, Transition
+from trl_embodied.envs.core import ActionHistory, SymbolicObservation, TextEnv, TextEnvWrapper, Transition
 from trl_embodied.envs.household import HouseholdEnv, HouseholdTask, register_household_task
 from trl_embodied.envs.overcooked import OvercookedEnv, OvercookedTask
 from trl_embodied.envs.registration import ENV_IDS, make_env, register_envs
@@ -8,6 +8,7 @@ from trl_embodied.envs.registration import ENV_IDS, make_env, register_envs
 register_envs()
 
 __all__ = [
+    "ActionHistory",
     "ENV_IDS",
     "HouseholdEnv",
     "HouseholdTask",

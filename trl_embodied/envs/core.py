@@ -441,3 +441,59 @@ class SymbolicObservation(gymnasium.Wrapper, gymnasium.utils.RecordConstructorAr
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         _, reward, terminated, truncated, info = self.env.step(action)
         return info["symbolic_observation"], reward, terminated, truncated, info
+
+
+class ActionHistory(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+    """Begin each prompt with the last ``history_length`` actions of the episode, oldest first.
+
+    A policy that sees only the current state cannot tell the first visit of a state from the fifth, and
+    played greedily it repeats itself wherever its argmax leads back (grab, put back, grab...). With the
+    actions taken in the prompt, the same state after a different past is a different input. The prompt
+    of an episode's first state is unchanged; later ones read ``"Your last actions: open the fridge, grab
+    the milk. "`` and then the env's own prompt. ``info`` passes through untouched.
+
+    Args:
+        env: a text environment.
+        history_length: how many past actions the prompt carries (>= 1).
+        template: the prefix, with ``{actions}`` for the actions joined by ``", "``.
+    """
+
+    def __init__(
+        self, env: gymnasium.Env, history_length: int, template: str = "Your last actions: {actions}. "
+    ):
+        if not isinstance(history_length, int) or history_length < 1:
+            raise ValueError(
+                f"history_length={history_length!r}; give the number of past actions, at least 1."
+            )
+        if "{actions}" not in template:
+            raise ValueError(f"template={template!r} has no '{{actions}}' placeholder for the actions.")
+        gymnasium.utils.RecordConstructorArgs.__init__(self, history_length=history_length, template=template)
+        gymnasium.Wrapper.__init__(self, env)
+        self.history_length = history_length
+        self.template = template
+        self.history: list[str] = []
+        self._valid_actions: list[str] = []
+
+    def _prompt(self, prompt: str) -> str:
+        return self.template.format(actions=", ".join(self.history)) + prompt if self.history else prompt
+
+    def reset(self, **kwargs: Any) -> tuple[str, dict[str, Any]]:
+        prompt, info = self.env.reset(**kwargs)
+        self.history, self._valid_actions = [], list(info.get("valid_actions", []))
+        return self._prompt(prompt), info
+
+    def step(self, action: int) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        prompt, reward, terminated, truncated, info = self.env.step(action)
+        if 0 <= int(action) < len(self._valid_actions):  # an invalid index (a no-op) is no action taken
+            self.history = (self.history + [self._valid_actions[int(action)]])[-self.history_length :]
+        self._valid_actions = list(info.get("valid_actions", []))
+        return self._prompt(prompt), reward, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped env's episode (``AttributeError`` where it cannot save one) and the history."""
+        inner = self.env.get_wrapper_attr("state_dict")()
+        return {"env": inner, "history": list(self.history), "valid_actions": list(self._valid_actions)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.env.get_wrapper_attr("load_state_dict")(state["env"])
+        self.history, self._valid_actions = list(state["history"]), list(state["valid_actions"])

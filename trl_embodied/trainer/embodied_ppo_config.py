@@ -30,6 +30,9 @@ class EmbodiedPPOConfig(_BaseConfig):
         env_id (`str`): gymnasium id of the training task (``trl_embodied/...`` or any registered id).
         env_kwargs (`dict` or `str`, *optional*): keyword arguments for ``gymnasium.make`` (JSON on the
             command line).
+        history_length (`int`, defaults to 0): begin each prompt with the episode's last ``history_length``
+            actions (:class:`~trl_embodied.ActionHistory`), in training and evaluation alike; 0 keeps the
+            state alone, as TWOSOME's prompts.
         num_envs (`int`, defaults to 4): environments per process, stepped in lockstep.
         rollout_steps (`int`, defaults to 32): decision steps per environment per PPO iteration.
         normalization (`str`, defaults to ``"word"``): action score normalization, ``"none"``, ``"token"`` or
@@ -89,6 +92,13 @@ class EmbodiedPPOConfig(_BaseConfig):
     )
     env_kwargs: dict | str | None = field(
         default=None, metadata={"help": "Keyword arguments for gymnasium.make, as JSON on the command line."}
+    )
+    history_length: int = field(
+        default=0,
+        metadata={
+            "help": "Begin each prompt with the episode's last N actions (trl_embodied.ActionHistory), so the "
+            "policy tells a state's first visit from a return to it; 0: the state alone, as TWOSOME."
+        },
     )
     num_envs: int = field(default=4, metadata={"help": "Environments per process."})
     rollout_steps: int = field(
@@ -222,6 +232,10 @@ class EmbodiedPPOConfig(_BaseConfig):
         for name in ("clip_range", "vf_coef", "ent_coef", "critic_learning_rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}; it must be >= 0.")
+        if not isinstance(self.history_length, int) or self.history_length < 0:
+            raise ValueError(
+                f"history_length={self.history_length!r}; use 0 (no history) or a positive count."
+            )
         if self.on_env_error not in ("raise", "reset"):
             raise ValueError(f"on_env_error={self.on_env_error!r}; use 'raise' or 'reset'.")
         if self.max_env_errors < 1:

@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader
 from transformers.utils import logging
 from trl.trainer.base_trainer import _BaseTrainer
 
+from trl_embodied.envs.core import ActionHistory
 from trl_embodied.envs.registration import make_env
 from trl_embodied.evaluation import evaluate_policy
 from trl_embodied.modeling import (
@@ -132,6 +133,16 @@ def incomplete_checkpoint(checkpoint: Path) -> str | None:
     except (OSError, ValueError):
         return "no readable trainer_state.json"
     return None
+
+
+def with_history(env: str | Callable[[], gymnasium.Env], history_length: int) -> Callable[[], gymnasium.Env]:
+    """A factory of ``env`` (a gymnasium id or a factory) wrapped in :class:`ActionHistory`."""
+    factory = functools.partial(make_env, env) if isinstance(env, str) else env
+    return functools.partial(_make_with_history, factory, history_length)
+
+
+def _make_with_history(factory: Callable[[], gymnasium.Env], history_length: int) -> gymnasium.Env:
+    return ActionHistory(factory(), history_length)
 
 
 def _identity(batch):
@@ -328,6 +339,11 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self.eval_env = (
             eval_env if eval_env is not None else functools.partial(make_env, args.env_id, **args.env_kwargs)
         )
+        if args.history_length:  # training and evaluation prompts alike carry the past actions
+            self.env_factories = [
+                (n, with_history(f, args.history_length), s) for n, f, s in self.env_factories
+            ]
+            self.eval_env = with_history(self.eval_env, args.history_length)
         super().__init__(
             model=model,
             args=args,
@@ -1045,6 +1061,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             pipeline_tag="reinforcement-learning",
         )
         env_list = ", ".join(f"`{e}`" for e in envs)
+        history = self.args.history_length
+        if history:  # the policy was trained on prompts that carry its last actions: play it the same way
+            imports = "ActionHistory, EmbodiedActorCritic, evaluate_policy, make_env"
+            env_arg = f'lambda: ActionHistory(make_env("{envs[0]}"), history_length={history})'
+            method_note = f", prompts carry the last {history} actions"
+        else:
+            imports, env_arg, method_note = "EmbodiedActorCritic, evaluate_policy", f'"{envs[0]}"', ""
         content = f"""---
 {data.to_yaml()}
 ---
@@ -1060,7 +1083,7 @@ PPO trained the adapter.
 | | |
 |---|---|
 | environment | {env_list} |
-| method | PPO over valid actions (TWOSOME), `{self.args.normalization}` normalization, `{self.args.critic_backbone}` critic backbone |
+| method | PPO over valid actions (TWOSOME), `{self.args.normalization}` normalization, `{self.args.critic_backbone}` critic backbone{method_note} |
 | env steps trained | {self._env_steps} |
 | last success rate | {success_text} |
 {curve}
@@ -1068,10 +1091,10 @@ PPO trained the adapter.
 
 ```python
 from huggingface_hub import snapshot_download
-from trl_embodied import EmbodiedActorCritic, evaluate_policy
+from trl_embodied import {imports}
 
 model = EmbodiedActorCritic.from_pretrained(snapshot_download("{repo_id}"))
-print(evaluate_policy(model, "{envs[0]}", episodes=10).success_rate)
+print(evaluate_policy(model, {env_arg}, episodes=10).success_rate)
 ```
 
 The adapter alone also loads with `peft.PeftModel.from_pretrained` for scoring without the value head.

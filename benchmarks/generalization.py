@@ -12,7 +12,8 @@ prior never finds the sparse reward on its own.
 
 Writes benchmarks/results/generalization.json (``generalization_warm_start.json`` with ``--warm_start``,
 a ``_<n>_epochs`` suffix (``_1_epoch`` for one) with ``--num_ppo_epochs n`` other than the trainer's
-default, ``_seed<k>`` for a seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
+default, ``_history<n>`` with ``--history_length n`` (prompts that carry the last n actions, in training
+and on the unseen tasks), ``_seed<k>`` for a seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
 before four epochs became the default.
 """
 
@@ -27,14 +28,16 @@ RESULTS = Path(__file__).parent / "results"
 TRAIN_ENV = "trl_embodied/Household-FoodPreparation-v0"
 
 
-def greedy_trace(model, env_id: str, steps: int = 8) -> dict:
+def greedy_trace(model, env_id: str, history_length: int = 0, steps: int = 8) -> dict:
     """The trained policy's first greedy episode on ``env_id``, its first ``steps`` decisions: the action
-    and its probability. It shows where greedy play loops (the policy has no memory: the same state
-    brings the same argmax)."""
+    and its probability. It shows where greedy play loops (without history in the prompt the policy has
+    no memory: the same state brings the same argmax)."""
+    from trl_embodied import ActionHistory, make_env
     from trl_embodied.evaluation import play_episodes
 
+    env = (lambda: ActionHistory(make_env(env_id), history_length)) if history_length else env_id
     (episode,), _ = play_episodes(
-        model.scorer, env_id, 1, greedy=True, seed=10_000, record_steps=True, progress=False
+        model.scorer, env, 1, greedy=True, seed=10_000, record_steps=True, progress=False
     )
     return {
         "env": env_id,
@@ -76,6 +79,12 @@ def main() -> None:
         help="SFT on planner demonstrations of Food Preparation (4 episodes, 10 epochs, lr 1e-3) before PPO.",
     )
     parser.add_argument(
+        "--history_length",
+        type=int,
+        default=0,
+        help="Train and play with the episode's last N actions in the prompt (EmbodiedPPOConfig.history_length).",
+    )
+    parser.add_argument(
         "--num_ppo_epochs",
         type=int,
         default=EmbodiedPPOConfig.num_ppo_epochs,
@@ -83,7 +92,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    overrides, sft_cost = {"num_ppo_epochs": args.num_ppo_epochs}, None
+    overrides, sft_cost = {"num_ppo_epochs": args.num_ppo_epochs, "history_length": args.history_length}, None
     if args.warm_start:
         overrides["adapter_path"], sft_cost = warm_start(TRAIN_ENV, args.seed, 4, 10.0, 1e-3)
     trainer, record = train_twosome(
@@ -103,7 +112,9 @@ def main() -> None:
     # The uniform policy played the same way is the control: what the way of playing finds without a model.
     comparisons, wins, tables, uniform = {}, {}, [], {}
     for mode, play in PLAY_MODES.items():
-        rows = compare_zero_shot(model, unseen, args.episodes, seed=10_000, **play)
+        rows = compare_zero_shot(
+            model, unseen, args.episodes, seed=10_000, history_length=args.history_length, **play
+        )
         wins[mode] = sum(row["trained"].success_rate > row["zero_shot"].success_rate for row in rows)
         comparisons[mode] = [
             {"env": r["env"], "zero_shot": r["zero_shot"].metrics(), "trained": r["trained"].metrics()}
@@ -137,7 +148,10 @@ def main() -> None:
         "unseen_sampled": comparisons["sampled"],
         "unseen_greedy_no_repeat": comparisons["greedy_no_repeat"],
         "uniform_policy_success": uniform,
-        "greedy_traces": [greedy_trace(model, env_id) for env_id in [TRAIN_ENV, *unseen]],
+        "greedy_traces": [
+            greedy_trace(model, env_id, args.history_length) for env_id in [TRAIN_ENV, *unseen]
+        ],
+        "history_length": args.history_length,
         "trained_beats_zero_shot_on": {mode: f"{n} of {len(unseen)}" for mode, n in wins.items()},
         "episodes": args.episodes,
         "seed": args.seed,
@@ -145,6 +159,8 @@ def main() -> None:
     name = "generalization_warm_start" if args.warm_start else "generalization"
     if args.num_ppo_epochs != EmbodiedPPOConfig.num_ppo_epochs:
         name += f"_{args.num_ppo_epochs}_epoch{'s' if args.num_ppo_epochs != 1 else ''}"
+    if args.history_length:
+        name += f"_history{args.history_length}"
     if args.seed != 0:
         name += f"_seed{args.seed}"
     write_json(RESULTS / f"{name}.json", results, indent=1)

@@ -236,3 +236,11 @@ def test_zero_shot_comparison_disables_the_adapter(tokenizer):
         progress=False,
     )
     assert sampled["zero_shot"].episodes == base.episodes
+    # history_length: the same comparison on prompts that carry the last actions, as trained with them.
+    (remembered,) = compare_zero_shot(model, [TOMATO_SALAD], episodes=2, progress=False, history_length=2)
+    from trl_embodied import ActionHistory, make_env
+
+    adapted = evaluate_policy(
+        model, lambda: ActionHistory(make_env(TOMATO_SALAD), 2), episodes=2, progress=False
+    )
+    assert remembered["trained"].episodes == adapted.episodes

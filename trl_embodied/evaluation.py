@@ -364,6 +364,7 @@ def compare_zero_shot(
     progress: bool = True,
     greedy: bool = True,
     no_repeat: bool = False,
+    history_length: int = 0,
 ) -> list[dict[str, Any]]:
     """Each env played by the same model without its adapter (zero-shot, SayCan-style) and with it.
 
@@ -374,17 +375,20 @@ def compare_zero_shot(
         greedy: play the most probable action, else sample the policy (both runs from the same
             generator seed).
         no_repeat: see :func:`evaluate_policy`.
+        history_length: play with the last actions in the prompt (:class:`~trl_embodied.ActionHistory`), as
+            a policy trained with ``EmbodiedPPOConfig.history_length`` was.
 
     Returns:
         One row per env: ``{"env", "zero_shot": EvaluationResult, "trained": EvaluationResult}``.
     """
+    from trl_embodied.envs import ActionHistory, make_env
 
     def play(env_id: str) -> EvaluationResult:
         # Both runs of an env replay the same episodes (env seeds) and, when sampling, the same draws.
         generator = torch.Generator().manual_seed(seed)
         return evaluate_policy(
             model.scorer,
-            env_id,
+            (lambda: ActionHistory(make_env(env_id), history_length)) if history_length else env_id,
             episodes,
             greedy=greedy,
             no_repeat=no_repeat,

@@ -42,11 +42,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="greedy (the most probable action), sampled (the policy as trained) or greedy_no_repeat "
         "(greedy, never repeating an action from a state it was taken from in the episode).",
     )
+    parser.add_argument(
+        "--history_length",
+        type=int,
+        default=0,
+        help="Prompts begin with the last N actions, as for an adapter trained with history_length=N.",
+    )
     parser.add_argument("--output", type=Path, default=None, help="Also write the table as JSON here.")
     args = parser.parse_args(argv)
 
     model = EmbodiedActorCritic.from_pretrained(args.adapter_path, is_trainable=False)
-    rows = compare_zero_shot(model, args.tasks, args.episodes, seed=args.seed, **PLAY_MODES[args.play])
+    rows = compare_zero_shot(
+        model,
+        args.tasks,
+        args.episodes,
+        seed=args.seed,
+        history_length=args.history_length,
+        **PLAY_MODES[args.play],
+    )
     print(format_comparison(rows))
     if args.output:
         records = [

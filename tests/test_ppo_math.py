@@ -10,6 +10,8 @@ from trl_embodied.trainer.ppo import (
     clipped_value_loss,
     compute_gae,
     explained_variance,
+    kl_to_reference,
+    masked_mean,
     next_state_values,
     normalize_advantages,
 )
@@ -156,3 +158,26 @@ def test_normalize_advantages_and_explained_variance():
     assert explained_variance(returns, returns) == 1.0
     assert explained_variance(torch.full((3,), 2.0), returns) == pytest.approx(0.0)
     assert math.isnan(explained_variance(returns, torch.ones(3)))
+
+
+def test_a_masked_row_counts_in_no_term_and_gets_no_gradient():
+    new = torch.tensor([-0.65, -1.0, -0.2], requires_grad=True)
+    old = torch.tensor([-0.7, 0.0, -0.3])  # the middle row was never sampled: its old log-prob is a filler
+    advantages = torch.tensor([1.0, 5.0, -2.0])
+    mask = torch.tensor([True, False, True])
+    masked = clipped_policy_loss(new, old, advantages, 0.2, mask)
+    kept = clipped_policy_loss(new[[0, 2]], old[[0, 2]], advantages[[0, 2]], 0.2)
+    assert torch.allclose(masked.loss, kept.loss) and torch.allclose(masked.approx_kl, kept.approx_kl)
+    assert torch.allclose(masked.clip_fraction, kept.clip_fraction)
+    masked.loss.backward()
+    assert new.grad[1] == 0 and new.grad[0] != 0
+    assert masked_mean(torch.tensor([1.0, 2.0]), torch.tensor([False, False])) == 0.0
+
+
+def test_kl_to_reference_over_valid_actions_by_hand():
+    log_policy = torch.log(torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]]))  # row 0: two valid actions
+    reference = torch.log(torch.tensor([[0.25, 0.75, 0.0], [0.2, 0.3, 0.5]]))
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    kl = kl_to_reference(log_policy, reference, valid)
+    expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    assert kl.tolist() == pytest.approx([expected, 0.0], abs=1e-6)

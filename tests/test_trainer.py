@@ -64,7 +64,7 @@ def make_trainer(tmp_path, tokenizer, env=TwoChoiceEnv, seed=0, base_model=None,
         tokenizer,
         normalization=args.normalization,
         critic_backbone=args.critic_backbone,
-        value_head_sizes=args.value_head_sizes,
+        value_head_sizes=None if args.critic_free else args.value_head_sizes,
     )
     return EmbodiedPPOTrainer(model=model, args=args, env=env, eval_env=env)
 
@@ -282,6 +282,7 @@ def test_ppo_loss_and_gradients_equal_the_plain_computation(tmp_path, tokenizer,
         "values": torch.tensor([0.1, -0.2, 0.3, 0.0, 0.5, -0.4]),
         "advantages": torch.tensor([1.0, -0.5, 0.3, -1.2, 0.8, 0.6]),
         "returns": torch.tensor([0.4, 0.1, 0.9, -0.3, 0.2, 0.7]),
+        "mask": torch.ones(6, dtype=torch.bool),
     }
     trainers = [make_trainer(tmp_path / name, tokenizer, target_kl=None) for name in ("fast", "plain")]
     models = [trainer.model for trainer in trainers]

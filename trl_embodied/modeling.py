@@ -291,7 +291,7 @@ class ActorCriticOutput:
     """What :meth:`EmbodiedActorCritic.forward` returns for a batch of ``B`` environments."""
 
     scores: ActionScores  # the policy over each env's valid actions
-    values: torch.Tensor  # [B] the critic's state values
+    values: torch.Tensor | None  # [B] the critic's state values; None without a value head
     hidden: torch.Tensor  # [B, hidden_size] the value head's input (the last real prompt token's state)
 
 
@@ -320,7 +320,7 @@ def load_value_head(model: EmbodiedActorCritic, directory: str | os.PathLike) ->
     from safetensors.torch import load_file
 
     path = Path(directory) / VALUE_HEAD_FILE
-    if not path.is_file():
+    if not path.is_file() or model.value_head is None:
         return False
     try:
         model.value_head.load_state_dict(load_file(path))
@@ -344,7 +344,8 @@ class EmbodiedActorCritic(nn.Module):
         critic_backbone: ``"shared"`` (the value head reads the policy's own pass: value gradients reach
             the LoRA weights, scaled by the PPO value coefficient) or ``"frozen"`` (TWOSOME: the value head
             reads a separate pass with the adapter disabled and no gradient, so only the head learns).
-        value_head_sizes: hidden layer sizes of the value MLP.
+        value_head_sizes: hidden layer sizes of the value MLP; None builds no value head (the policy of a
+            critic-free estimator such as GRPO).
 
     ``forward(prompts, actions)`` returns an :class:`ActorCriticOutput`.
     """
@@ -357,7 +358,7 @@ class EmbodiedActorCritic(nn.Module):
         *,
         normalization: Normalization = "word",
         critic_backbone: CriticBackbone = "shared",
-        value_head_sizes: Sequence[int] = (1024, 512),
+        value_head_sizes: Sequence[int] | None = (1024, 512),
     ):
         super().__init__()
         from peft import PeftModel, get_peft_model
@@ -372,9 +373,9 @@ class EmbodiedActorCritic(nn.Module):
             self.policy = get_peft_model(base_model, peft_config or default_lora_config())
         self.tokenizer = tokenizer
         self.critic_backbone = critic_backbone
-        self.value_head_sizes = tuple(value_head_sizes)
+        self.value_head_sizes = None if value_head_sizes is None else tuple(value_head_sizes)
         hidden_size = self.policy.get_base_model().config.hidden_size
-        self.value_head = ValueHead(hidden_size, self.value_head_sizes)
+        self.value_head = None if value_head_sizes is None else ValueHead(hidden_size, self.value_head_sizes)
         self.scorer = ActionScorer(self.policy, tokenizer, normalization)
 
     @property
@@ -388,6 +389,8 @@ class EmbodiedActorCritic(nn.Module):
 
     def forward(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> ActorCriticOutput:
         scores = self.scorer.score(prompts, actions)
+        if self.value_head is None:
+            return ActorCriticOutput(scores=scores, values=None, hidden=scores.hidden)
         if self.critic_backbone == "shared":
             hidden = scores.hidden
         else:
@@ -407,15 +410,16 @@ class EmbodiedActorCritic(nn.Module):
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.policy.save_pretrained(directory, **kwargs)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.value_head.state_dict().items()}
-        save_file(state, directory / VALUE_HEAD_FILE)
+        if self.value_head is not None:
+            state = {k: v.detach().contiguous().cpu() for k, v in self.value_head.state_dict().items()}
+            save_file(state, directory / VALUE_HEAD_FILE)
         base = self.policy.get_base_model()
         config = {
             # None: the embedded default model (load_base_model(None)).
             "base_model": None if getattr(base, "_trl_embodied_default", False) else base.name_or_path,
             "normalization": self.normalization,
             "critic_backbone": self.critic_backbone,
-            "value_head_sizes": list(self.value_head_sizes),
+            "value_head_sizes": None if self.value_head_sizes is None else list(self.value_head_sizes),
             "hidden_size": base.config.hidden_size,
         }
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -466,5 +470,6 @@ class EmbodiedActorCritic(nn.Module):
             critic_backbone=config["critic_backbone"],
             value_head_sizes=config["value_head_sizes"],
         )
-        model.value_head.load_state_dict(load_file(directory / VALUE_HEAD_FILE))
+        if model.value_head is not None:
+            model.value_head.load_state_dict(load_file(directory / VALUE_HEAD_FILE))
         return model

@@ -9,6 +9,8 @@ from trl.trainer.base_config import _BaseConfig
 
 from trl_embodied.scoring import NORMALIZATIONS
 
+ADVANTAGE_ESTIMATORS = ("gae", "grpo", "rloo", "gigpo")
+
 
 @dataclass
 class EmbodiedPPOConfig(_BaseConfig):
@@ -37,6 +39,17 @@ class EmbodiedPPOConfig(_BaseConfig):
         rollout_steps (`int`, defaults to 32): decision steps per environment per PPO iteration.
         normalization (`str`, defaults to ``"word"``): action score normalization, ``"none"``, ``"token"`` or
             ``"word"`` (the paper's best).
+        advantage_estimator (`str`, defaults to ``"gae"``): ``"gae"`` (a value head and GAE, TWOSOME's) or a
+            critic-free group estimator, ``"grpo"``, ``"rloo"`` or ``"gigpo"``
+            (:mod:`trl_embodied.trainer.group_advantages`): the ``num_envs`` environments form groups of
+            ``group_size`` that reset with the same seed; a rollout plays whole episodes (a group starts its
+            next episode when all its members have ended; an episode the rollout's end cuts is dropped from
+            the update), and no value head is built, trained or saved.
+        group_size (`int`, defaults to 4): environments per group for a group estimator.
+        step_advantage_weight (`float`, defaults to 1.0): GiGPO's weight of the step term.
+        beta (`float`, defaults to 0.0): weight of the KL divergence between the policy and the base model's
+            (the adapter disabled) over each state's valid actions, added to the loss as in TRL's GRPO; it
+            costs a second forward per minibatch.
         gamma (`float`, defaults to 0.99): discount per primitive step (0.95 in the paper's household tasks).
         gae_lambda (`float`, defaults to 0.95): GAE's lambda.
         clip_range (`float`, defaults to 0.2): PPO's policy ratio clip.
@@ -110,6 +123,27 @@ class EmbodiedPPOConfig(_BaseConfig):
         metadata={"help": "Action score normalization: none, token or word.", "choices": NORMALIZATIONS},
     )
     # -- PPO ---------------------------------------------------------------------------------------------
+    advantage_estimator: str = field(
+        default="gae",
+        metadata={
+            "help": "gae: a value head and GAE (TWOSOME); grpo, rloo, gigpo: critic-free advantages from groups "
+            "of group_size environments reset with the same seed.",
+            "choices": ADVANTAGE_ESTIMATORS,
+        },
+    )
+    group_size: int = field(
+        default=4,
+        metadata={"help": "Group estimators: environments per group (num_envs is a multiple of it)."},
+    )
+    step_advantage_weight: float = field(
+        default=1.0, metadata={"help": "GiGPO: the weight of the step term (anchor-state groups)."}
+    )
+    beta: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a KL penalty to the base policy (the adapter disabled), as in TRL's GRPO."
+        },
+    )
     gamma: float = field(default=0.99, metadata={"help": "Discount per primitive step."})
     gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda."})
     clip_range: float = field(default=0.2, metadata={"help": "Policy ratio clip."})
@@ -236,6 +270,20 @@ class EmbodiedPPOConfig(_BaseConfig):
             raise ValueError(
                 f"history_length={self.history_length!r}; use 0 (no history) or a positive count."
             )
+        if self.advantage_estimator not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(
+                f"advantage_estimator={self.advantage_estimator!r}; use one of {ADVANTAGE_ESTIMATORS}."
+            )
+        if self.advantage_estimator != "gae":
+            if not isinstance(self.group_size, int) or self.group_size < 2:
+                raise ValueError(f"group_size={self.group_size!r}; a group compares at least 2 episodes.")
+            if self.num_envs % self.group_size:
+                raise ValueError(
+                    f"num_envs={self.num_envs} is not a multiple of group_size={self.group_size}; every "
+                    "environment belongs to one group."
+                )
+        if self.beta < 0:
+            raise ValueError(f"beta={self.beta}; the KL penalty's weight must be >= 0.")
         if self.on_env_error not in ("raise", "reset"):
             raise ValueError(f"on_env_error={self.on_env_error!r}; use 'raise' or 'reset'.")
         if self.max_env_errors < 1:
@@ -262,6 +310,11 @@ class EmbodiedPPOConfig(_BaseConfig):
     def micro_steps_per_rollout(self) -> int:
         """Minibatches (forward + backward passes) per PPO iteration, all epochs included."""
         return self.num_envs * self.rollout_steps * self.num_ppo_epochs // self.per_device_train_batch_size
+
+    @property
+    def critic_free(self) -> bool:
+        """Advantages from groups of episodes: no value head."""
+        return self.advantage_estimator != "gae"
 
     @property
     def optimizer_steps_per_rollout(self) -> int:

@@ -55,11 +55,14 @@ from trl_embodied.modeling import (
 )
 from trl_embodied.scoring import memoized_states
 from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig, parse_dict_argument
+from trl_embodied.trainer.group_advantages import Episode, group_advantages
 from trl_embodied.trainer.ppo import (
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
     explained_variance,
+    kl_to_reference,
+    masked_mean,
     next_state_values,
     normalize_advantages,
 )
@@ -83,10 +86,13 @@ ROLLOUT_STATE_KEYS = {
     "env_steps",
     "trajectory_rows",
     "episodes_recorded",
+    "group_resets",
     "slots",
 }
 # What a checkpoint's rollout state must agree on with the resuming run.
 SHAPE_FIELDS = (
+    "advantage_estimator",
+    "group_size",
     "num_envs",
     "rollout_steps",
     "num_ppo_epochs",
@@ -123,9 +129,14 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
 
 def incomplete_checkpoint(checkpoint: Path) -> str | None:
     """What a checkpoint folder lacks to be resumed from, or None when it is whole."""
-    from trl_embodied.modeling import VALUE_HEAD_FILE
+    from trl_embodied.modeling import CONFIG_FILE, VALUE_HEAD_FILE
 
-    for name in ("adapter_model.safetensors", VALUE_HEAD_FILE, ROLLOUT_STATE_FILE.format(rank=0)):
+    try:
+        with_value_head = json.loads((checkpoint / CONFIG_FILE).read_text())["value_head_sizes"] is not None
+    except (OSError, ValueError, KeyError):
+        return f"no readable {CONFIG_FILE}"
+    required = ["adapter_model.safetensors", ROLLOUT_STATE_FILE.format(rank=0)]
+    for name in required + ([VALUE_HEAD_FILE] if with_value_head else []):
         if not (checkpoint / name).is_file():
             return f"no {name}"
     try:
@@ -166,6 +177,12 @@ class _Rollout:
     final_states: dict[int, tuple[str, list[str]]]  # slot -> (prompt, actions) its last episode ended in
     finished: list[tuple[float, int, bool]]  # (return, length, success) of the episodes that ended
     finished_steps: list[dict[str, Any]]  # with save_rollouts: those episodes' steps
+    active: torch.Tensor  # [T, N] the row is a step taken (a group estimator's waiting slots take none)
+    # Group estimators: each row's episode id (None while its slot waits), each slot's running episode, and
+    # every episode's (group, seed) key and whether it ended within the rollout.
+    episode_ids: list[list[int | None]]
+    current_episode: list[int | None]
+    episodes: dict[int, tuple[tuple[int, int], bool]]
     env_errors: int = 0
     scoring_seconds: float = 0.0
     env_seconds: float = 0.0
@@ -189,6 +206,10 @@ class _Rollout:
             final_states={},
             finished=[],
             finished_steps=[],
+            active=zeros(torch.bool),
+            episode_ids=[],
+            current_episode=[None] * envs,
+            episodes={},
         )
 
 
@@ -307,6 +328,15 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                         f"the model was built with {name}={getattr(model, name)!r} but args.{name}="
                         f"{getattr(args, name)!r}; set them alike."
                     )
+            if (model.value_head is None) != args.critic_free:
+                raise ValueError(
+                    f"advantage_estimator={args.advantage_estimator!r} "
+                    + (
+                        "uses no value head; build the model with value_head_sizes=None."
+                        if args.critic_free
+                        else "needs a value head; build the model with value_head_sizes (not None)."
+                    )
+                )
         else:
             if isinstance(model, torch.nn.Module):  # a loaded causal LM, or a PeftModel with its adapter
                 if processing_class is None:
@@ -324,7 +354,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 peft_config,
                 normalization=args.normalization,
                 critic_backbone=args.critic_backbone,
-                value_head_sizes=args.value_head_sizes,
+                value_head_sizes=None if args.critic_free else args.value_head_sizes,
             )
             if args.adapter_path is not None:
                 load_value_head(model, args.adapter_path)
@@ -375,6 +405,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._last_success_rate: dict[str, float] = {}
         self._trajectory_rows: list[dict[str, Any]] = []  # with save_rollouts, on the main process
         self._episodes_recorded = 0
+        self._group_resets = 0  # group estimators: episodes rounds started on this process (their seeds)
         # The current policy's scores per state, kept while the parameters stay fixed (one rollout, one
         # evaluation): environments revisit states, and a revisited state costs no forward.
         self._state_cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -472,7 +503,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
     def create_optimizer(self, model=None):
         if self.optimizer is None:
             actor_critic: EmbodiedActorCritic = self.accelerator.unwrap_model(self.model)
-            critic = [p for p in actor_critic.value_head.parameters() if p.requires_grad]
+            head = actor_critic.value_head
+            critic = [p for p in head.parameters() if p.requires_grad] if head is not None else []
             critic_ids = {id(p) for p in critic}
             actor = [p for p in actor_critic.parameters() if p.requires_grad and id(p) not in critic_ids]
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, actor_critic)
@@ -482,14 +514,17 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                     "lr": self.args.learning_rate,
                     "weight_decay": self.args.weight_decay,
                     "name": "actor",
-                },
-                {
-                    "params": critic,
-                    "lr": self.args.critic_learning_rate,
-                    "weight_decay": 0.0,
-                    "name": "critic",
-                },
+                }
             ]
+            if critic:  # a critic-free estimator has no value head
+                groups.append(
+                    {
+                        "params": critic,
+                        "lr": self.args.critic_learning_rate,
+                        "weight_decay": 0.0,
+                        "name": "critic",
+                    }
+                )
             optimizer_kwargs.pop("lr", None)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
@@ -571,33 +606,31 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self.slots = self._make_slots()
 
         rollout = self._play(args.rollout_steps)
-        start = time.perf_counter()
-        values, next_values = self._rollout_values(rollout)
-        rollout.scoring_seconds += time.perf_counter() - start
-        advantages, returns = compute_gae(
-            rollout.rewards,
-            values,
-            next_values,
-            rollout.terminated,
-            rollout.truncated,
-            rollout.primitive_steps,
-            gamma=args.gamma,
-            gae_lambda=args.gae_lambda,
-        )
-        self._log_rollout(
-            rollout.finished,
-            values,
-            returns,
-            rollout.scoring_seconds,
-            rollout.env_seconds,
-            rollout.env_errors,
-        )
+        if args.critic_free:
+            advantages, mask = self._group_advantages(rollout)
+            values = returns = torch.zeros_like(advantages)
+        else:
+            start = time.perf_counter()
+            values, next_values = self._rollout_values(rollout)
+            rollout.scoring_seconds += time.perf_counter() - start
+            advantages, returns = compute_gae(
+                rollout.rewards,
+                values,
+                next_values,
+                rollout.terminated,
+                rollout.truncated,
+                rollout.primitive_steps,
+                gamma=args.gamma,
+                gae_lambda=args.gae_lambda,
+            )
+            mask = rollout.active
+        self._env_steps += self._log_rollout(rollout, values, returns)
         if args.save_rollouts:
             self._record_trajectories(rollout.finished_steps)
-        self._env_steps += rollout.rewards.numel() * self.accelerator.num_processes
 
         flat_advantages = advantages.flatten()
-        if args.normalize_advantages:  # over the global batch, so every process weighs steps alike
+        # Over the global batch, so every process weighs steps alike; group advantages are normalized already.
+        if args.normalize_advantages and not args.critic_free:
             everything = self.accelerator.gather(flat_advantages.to(self.accelerator.device)).cpu()
             flat_advantages = normalize_advantages(flat_advantages, everything)
         return self._minibatches(
@@ -609,32 +642,101 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 "values": values.flatten(),
                 "advantages": flat_advantages,
                 "returns": returns.flatten(),
+                "mask": mask.flatten(),
             }
         )
 
+    def _group_advantages(self, rollout: _Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[T, N]`` advantages of a group estimator, and the mask of the rows that count: the steps of the
+        episode rounds in which every member of the group finished within the rollout (a round the
+        rollout's end cut is dropped whole, so that every group compares ``group_size`` episodes)."""
+        steps, envs = rollout.rewards.shape
+        rows: dict[int, list[tuple[int, int]]] = defaultdict(list)  # episode id -> its (t, n) rows
+        for t in range(steps):
+            for n in range(envs):
+                if rollout.episode_ids[t][n] is not None:
+                    rows[rollout.episode_ids[t][n]].append((t, n))
+        rounds: dict[tuple[int, int], list[int]] = defaultdict(list)  # (group, seed) -> its episode ids
+        for episode_id, (group_key, _) in rollout.episodes.items():
+            rounds[group_key].append(episode_id)
+        complete = [
+            episode_id
+            for members in rounds.values()
+            if all(rollout.episodes[e][1] for e in members)
+            for episode_id in members
+        ]
+        episodes = [
+            Episode(
+                group=rollout.episodes[e][0],
+                rewards=[float(rollout.rewards[t, n]) for t, n in rows[e]],
+                states=[(rollout.prompts[t][n], tuple(rollout.actions[t][n])) for t, n in rows[e]],
+                primitive_steps=[int(rollout.primitive_steps[t, n]) for t, n in rows[e]],
+            )
+            for e in complete
+        ]
+        advantages, mask = torch.zeros(steps, envs), torch.zeros(steps, envs, dtype=torch.bool)
+        if episodes:
+            per_step, stats = group_advantages(
+                episodes,
+                self.args.advantage_estimator,
+                gamma=self.args.gamma,
+                step_advantage_weight=self.args.step_advantage_weight,
+            )
+            for e, values in zip(complete, per_step, strict=True):
+                for (t, n), value in zip(rows[e], values, strict=True):
+                    advantages[t, n], mask[t, n] = value, True
+            for name, value in stats.items():
+                self._metrics[name].append(value)
+        self._metrics["rollout/episodes_in_groups"].append(float(len(episodes)))
+        return advantages, mask
+
     def _play(self, steps: int) -> _Rollout:
-        """Sample from the current policy and step every env slot ``steps`` times (no gradients)."""
+        """Sample from the current policy and step every env slot ``steps`` times (no gradients).
+
+        With a group estimator every rollout starts new episode rounds: the slots of a group reset with one
+        seed, a slot whose episode ended waits (its rows inactive) until its whole group has ended, and
+        the group then starts its next round."""
         rollout = _Rollout.empty(steps, len(self.slots))
         value_head = self.accelerator.unwrap_model(self.model).value_head
+        grouped = self.args.critic_free
+        groups = len(self.slots) // self.args.group_size if grouped else 0
+        for group in range(groups):
+            self._start_group_round(rollout, group)
         for t in range(steps):
             rollout.prompts.append([slot.prompt for slot in self.slots])
             rollout.actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
+            rollout.episode_ids.append(list(rollout.current_episode))
+            live = [
+                n for n in range(len(self.slots)) if not grouped or rollout.current_episode[n] is not None
+            ]
             start = time.perf_counter()
-            log_policy, critic_features = self._policy(rollout.prompts[t], rollout.actions[t])
+            log_policy, critic_features = self._policy(
+                [rollout.prompts[t][n] for n in live], [rollout.actions[t][n] for n in live]
+            )
             rollout.scoring_seconds += time.perf_counter() - start
-            # The value head standardizes its input with running statistics of the states the rollouts
-            # visit, the same on every process. The values are computed once the rollout is over, under
-            # the statistics the update will use, so that value clipping compares like with like.
-            rollout.features.append(critic_features)
-            value_head.feature_norm.update(self.accelerator.gather(critic_features.float().contiguous()))
-            rollout.chosen[t] = torch.multinomial(log_policy.exp(), 1, generator=self.generator).squeeze(-1)
-            rollout.logprobs[t] = log_policy.gather(1, rollout.chosen[t][:, None]).squeeze(-1)
+            if value_head is not None:
+                # The value head standardizes its input with running statistics of the states the rollouts
+                # visit, the same on every process. The values are computed once the rollout is over, under
+                # the statistics the update will use, so that value clipping compares like with like.
+                rollout.features.append(critic_features)
+                value_head.feature_norm.update(self.accelerator.gather(critic_features.float().contiguous()))
+            index = torch.tensor(live, dtype=torch.long)
+            chosen = torch.multinomial(log_policy.exp(), 1, generator=self.generator).squeeze(-1)
+            rollout.active[t, index] = True
+            rollout.chosen[t, index] = chosen
+            rollout.logprobs[t, index] = log_policy.gather(1, chosen[:, None]).squeeze(-1)
             start = time.perf_counter()
             cut = [
-                n for n, slot in enumerate(self.slots) if self._step_slot(rollout, t, n, slot, log_policy[n])
+                n for i, n in enumerate(live) if self._step_slot(rollout, t, n, self.slots[n], log_policy[i])
             ]
+            for group in range(groups):  # a group whose episodes have all ended starts its next round
+                members = range(group * self.args.group_size, (group + 1) * self.args.group_size)
+                if all(rollout.current_episode[n] is None for n in members):
+                    self._start_group_round(rollout, group)
             rollout.env_seconds += time.perf_counter() - start
-            if cut:  # truncated episodes: the value of the state they stopped in bootstraps them
+            if (
+                cut and value_head is not None
+            ):  # truncated episodes: their final state's value bootstraps them
                 start = time.perf_counter()
                 final_prompts = [rollout.final_states[n][0] for n in cut]
                 _, final_features = self._policy(final_prompts, [rollout.final_states[n][1] for n in cut])
@@ -676,8 +778,24 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 {"env": slot.name, "seed": slot.seed, "steps": slot.steps, "success": info.get("success")}
             )
         rollout.final_states[n] = (prompt, list(info["valid_actions"]))
-        slot.reset()
+        if self.args.critic_free:  # the episode is complete; the slot waits for the rest of its group
+            episode_id = rollout.current_episode[n]
+            rollout.episodes[episode_id] = (rollout.episodes[episode_id][0], True)
+            rollout.current_episode[n] = None
+        else:
+            slot.reset()
         return bool(trunc and not term)
+
+    def _start_group_round(self, rollout: _Rollout, group: int) -> None:
+        """Reset every slot of ``group`` with one new seed: the same start for the group's episodes."""
+        size = self.args.group_size
+        seed = self.args.seed + 1_000_000 * (self.accelerator.process_index + 1) + self._group_resets
+        self._group_resets += 1
+        for n in range(group * size, (group + 1) * size):
+            self.slots[n].reset(seed=seed)
+            episode_id = len(rollout.episodes)
+            rollout.episodes[episode_id] = ((group, seed), False)
+            rollout.current_episode[n] = episode_id
 
     def _rollout_values(self, rollout: _Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """``[T, N]`` values of the rollout's states and of the states that follow them, under the value
@@ -732,17 +850,18 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             )
             self._episodes_recorded += 1
 
-    def _log_rollout(
-        self, finished, values, returns, scoring_seconds: float, env_seconds: float, env_errors: int
-    ) -> None:
-        """Per-iteration metrics; episode statistics and environment errors summed over processes."""
+    def _log_rollout(self, rollout: _Rollout, values: torch.Tensor, returns: torch.Tensor) -> int:
+        """Per-iteration metrics, episode statistics and environment errors summed over processes; returns
+        the decision steps the rollout took on all processes."""
+        finished = rollout.finished
         totals = torch.tensor(
             [
                 sum(r for r, _, _ in finished),
                 sum(length for _, length, _ in finished),
                 sum(s for _, _, s in finished),
                 len(finished),
-                env_errors,
+                rollout.env_errors,
+                float(rollout.active.sum()),
             ],
             dtype=torch.float64,
         )
@@ -755,14 +874,16 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._metrics["episode/success_rate"].append(float(totals[2] / totals[3]))
             self._metrics["episode/count"].append(float(totals[3]))
             self._last_success_rate["train"] = float(totals[2] / totals[3])
-        self._metrics["value/explained_variance"].append(
-            explained_variance(values.flatten(), returns.flatten())
-        )
-        self._metrics["value/mean"].append(float(values.mean()))
-        self._metrics["time/scoring_seconds"].append(scoring_seconds)
+        if not self.args.critic_free:
+            self._metrics["value/explained_variance"].append(
+                explained_variance(values.flatten(), returns.flatten())
+            )
+            self._metrics["value/mean"].append(float(values.mean()))
+        self._metrics["time/scoring_seconds"].append(rollout.scoring_seconds)
         # How much the rollout reused: states it ran through the model (distinct ones, bootstraps included).
         self._metrics["rollout/states_scored"].append(float(self._states_scored))
-        self._metrics["time/env_seconds"].append(env_seconds)
+        self._metrics["time/env_seconds"].append(rollout.env_seconds)
+        return int(totals[5])
 
     # -- the loss --------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -774,16 +895,37 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             # optimizer leaves them alone; zero gradients would let Adam's momentum move them on.
             return torch.zeros((), device=device, requires_grad=True)
         args = self.args
+        mask = inputs["mask"].to(device)  # the rows that count (a group estimator drops some)
         output = model(inputs["prompts"], inputs["actions"])
-        new_logprobs = output.scores.log_policy.gather(1, inputs["chosen"].to(device)[:, None]).squeeze(-1)
+        scores = output.scores
+        new_logprobs = scores.log_policy.gather(1, inputs["chosen"].to(device)[:, None]).squeeze(-1)
         policy = clipped_policy_loss(
-            new_logprobs, inputs["logprobs"].to(device), inputs["advantages"].to(device), args.clip_range
+            new_logprobs,
+            inputs["logprobs"].to(device),
+            inputs["advantages"].to(device),
+            args.clip_range,
+            mask,
         )
-        value_loss = clipped_value_loss(
-            output.values, inputs["values"].to(device), inputs["returns"].to(device), args.clip_range_value
-        )
-        entropy = output.scores.entropy.mean()
-        loss = policy.loss + args.vf_coef * value_loss - args.ent_coef * entropy
+        entropy = masked_mean(scores.entropy, mask)
+        loss = policy.loss - args.ent_coef * entropy
+        value_loss = torch.zeros((), device=device)
+        if output.values is not None:
+            value_loss = clipped_value_loss(
+                output.values,
+                inputs["values"].to(device),
+                inputs["returns"].to(device),
+                args.clip_range_value,
+            )
+            loss = loss + args.vf_coef * value_loss
+        if args.beta > 0:  # a KL penalty to the base model's policy: the same states, the adapter disabled
+            actor_critic = self.accelerator.unwrap_model(model)
+            with torch.no_grad(), actor_critic.policy.disable_adapter():
+                reference = actor_critic.scorer.score(inputs["prompts"], inputs["actions"])
+            kl = masked_mean(
+                kl_to_reference(scores.log_policy, reference.log_policy.detach(), scores.mask), mask
+            )
+            loss = loss + args.beta * kl
+            self._metrics["policy/kl_to_base"].append(float(kl.detach()))
         # One gather carries the KL and whether the loss is finite on every process: a NaN or inf stops all
         # of them before the optimizer writes it into the adapter.
         checks = torch.stack([policy.approx_kl.detach().float(), torch.isfinite(loss.detach()).float()])
@@ -795,7 +937,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._stop_iteration = True
         for name, value in (
             ("loss/policy", policy.loss),
-            ("loss/value", value_loss),
+            *((("loss/value", value_loss),) if output.values is not None else ()),
             ("policy/entropy", entropy),
             ("policy/approx_kl", approx_kl),
             ("policy/clip_fraction", policy.clip_fraction),
@@ -918,6 +1060,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             "env_steps": self._env_steps,
             "trajectory_rows": self._trajectory_rows,
             "episodes_recorded": self._episodes_recorded,
+            "group_resets": self._group_resets,
             "slots": None if self.slots is None else [slot.state_dict() for slot in self.slots],
         }
         return state
@@ -952,10 +1095,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         checkpoint = Path(resume_from_checkpoint)
         actor_critic: EmbodiedActorCritic = self.accelerator.unwrap_model(model or self.model)
         adapter = checkpoint / "adapter_model.safetensors"
-        if not adapter.is_file() or not (checkpoint / VALUE_HEAD_FILE).is_file():
+        if not adapter.is_file():
             raise FileNotFoundError(
-                f"{checkpoint} is not an EmbodiedPPOTrainer checkpoint (no adapter_model.safetensors and "
-                f"{VALUE_HEAD_FILE}); pass a checkpoint-N folder of this trainer."
+                f"{checkpoint} is not an EmbodiedPPOTrainer checkpoint (no adapter_model.safetensors); pass a "
+                "checkpoint-N folder of this trainer."
             )
         missing = incomplete_checkpoint(checkpoint)
         if missing is not None:
@@ -964,7 +1107,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 "before it (resume_from_checkpoint=True finds the newest complete one)."
             )
         set_peft_model_state_dict(actor_critic.policy, load_file(adapter))
-        actor_critic.value_head.load_state_dict(load_file(checkpoint / VALUE_HEAD_FILE))
+        if actor_critic.value_head is not None:
+            if not (checkpoint / VALUE_HEAD_FILE).is_file():
+                raise ValueError(
+                    f"{checkpoint} has no {VALUE_HEAD_FILE}: it was written by a critic-free run; resume with "
+                    "the advantage_estimator it was trained with."
+                )
+            actor_critic.value_head.load_state_dict(load_file(checkpoint / VALUE_HEAD_FILE))
         rank = self.accelerator.process_index
         state_file = checkpoint / ROLLOUT_STATE_FILE.format(rank=rank)
         if not state_file.is_file():
@@ -997,6 +1146,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._env_steps = int(state["env_steps"])
             self._trajectory_rows = list(state["trajectory_rows"])
             self._episodes_recorded = int(state["episodes_recorded"])
+            self._group_resets = int(state["group_resets"])
             if state["slots"] is not None and len(state["slots"]) != len(self.env_factories):
                 raise IndexError(
                     f"{len(state['slots'])} saved environments for {len(self.env_factories)} slots"
@@ -1062,6 +1212,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         )
         env_list = ", ".join(f"`{e}`" for e in envs)
         history = self.args.history_length
+        if self.args.critic_free:
+            critic = f"`{self.args.advantage_estimator}` advantages over groups of {self.args.group_size} (no value head)"
+        else:
+            critic = f"`{self.args.critic_backbone}` critic backbone"
         if history:  # the policy was trained on prompts that carry its last actions: play it the same way
             imports = "ActionHistory, EmbodiedActorCritic, evaluate_policy, make_env"
             env_arg = f'lambda: ActionHistory(make_env("{envs[0]}"), history_length={history})'
@@ -1083,7 +1237,7 @@ PPO trained the adapter.
 | | |
 |---|---|
 | environment | {env_list} |
-| method | PPO over valid actions (TWOSOME), `{self.args.normalization}` normalization, `{self.args.critic_backbone}` critic backbone{method_note} |
+| method | PPO over valid actions (TWOSOME), `{self.args.normalization}` normalization, {critic}{method_note} |
 | env steps trained | {self._env_steps} |
 | last success rate | {success_text} |
 {curve}

@@ -93,22 +93,49 @@ class PolicyLossOutput:
     clip_fraction: torch.Tensor  # scalar, no gradient
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of ``values`` where ``mask`` is True (all of them without a mask; 0 where none is)."""
+    if mask is None:
+        return values.mean()
+    weights = mask.to(values.dtype)
+    return (torch.where(mask, values, torch.zeros_like(values)) * weights).sum() / weights.sum().clamp(
+        min=1.0
+    )
+
+
 def clipped_policy_loss(
-    new_logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, clip_range: float
+    new_logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_range: float,
+    mask: torch.Tensor | None = None,
 ) -> PolicyLossOutput:
     """PPO's clipped surrogate, ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))`` with ``r = pi / pi_old``.
 
-    ``approx_kl`` is the low-variance estimator of KL(pi_old || pi): ``mean((r - 1) - log r)``.
+    ``approx_kl`` is the low-variance estimator of KL(pi_old || pi): ``mean((r - 1) - log r)``. ``mask``
+    (``[B]`` bool) keeps the rows that count (a group estimator drops the steps of unfinished rounds).
     """
     log_ratio = new_logprobs - old_logprobs
+    if mask is not None:  # a dropped row's old log-prob was never sampled: keep its ratio finite
+        log_ratio = torch.where(mask, log_ratio, torch.zeros_like(log_ratio))
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * advantages
-    loss = -torch.min(unclipped, clipped).mean()
+    loss = -masked_mean(torch.min(unclipped, clipped), mask)
     with torch.no_grad():
-        approx_kl = ((ratio - 1.0) - log_ratio).mean()
-        clip_fraction = ((ratio - 1.0).abs() > clip_range).float().mean()
+        approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)
+        clip_fraction = masked_mean(((ratio - 1.0).abs() > clip_range).float(), mask)
     return PolicyLossOutput(loss=loss, approx_kl=approx_kl, clip_fraction=clip_fraction)
+
+
+def kl_to_reference(
+    log_policy: torch.Tensor, reference_log_policy: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """``[B]`` KL(pi || pi_ref) over each state's valid actions: ``sum_a pi(a) (log pi(a) - log pi_ref(a))``.
+
+    ``log_policy``, ``reference_log_policy``: ``[B, K]`` (-inf at padding); ``valid``: ``[B, K]`` bool."""
+    difference = torch.where(valid, log_policy - reference_log_policy, torch.zeros_like(log_policy))
+    return (log_policy.exp() * difference).sum(-1)
 
 
 def clipped_value_loss(

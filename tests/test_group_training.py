@@ -1,0 +1,138 @@
+"""EmbodiedPPOTrainer with the critic-free group estimators (GRPO, RLOO, GiGPO) on tiny models."""
+
+import pytest
+import torch
+
+from trl_embodied import EmbodiedActorCritic
+
+from .conftest import build_llama
+from .test_trainer import make_trainer, trainable_state, win_probability
+from .toy_envs import DoorEnv
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "gigpo"])
+def test_a_group_estimator_learns_the_rewarded_action_without_a_value_head(tmp_path, tokenizer, estimator):
+    base_model = build_llama(len(tokenizer), init_std=0.1)
+    trainer = make_trainer(
+        tmp_path, tokenizer, base_model=base_model, max_steps=20, advantage_estimator=estimator, group_size=2
+    )
+    assert trainer.accelerator.unwrap_model(trainer.model).value_head is None
+    assert [g["name"] for g in trainer.create_optimizer().param_groups] == ["actor"]
+    before = win_probability(trainer)
+    trainer.train()
+    assert win_probability(trainer) > max(0.9, before), before
+    logged = {key for row in trainer.state.log_history for key in row}
+    assert {"advantages/mean", "rollout/episodes_in_groups"} <= logged
+    assert not {"loss/value", "value/mean", "value/explained_variance"} & logged
+    assert ("advantages/anchored_share" in logged) == (estimator == "gigpo")
+    trainer.save_model(str(tmp_path / "saved"))
+    assert not (tmp_path / "saved" / "value_head.safetensors").exists()
+    reloaded = EmbodiedActorCritic.from_pretrained(
+        tmp_path / "saved", base_model=build_llama(len(tokenizer), init_std=0.1), tokenizer=tokenizer
+    )
+    assert reloaded.value_head is None
+
+
+def test_groups_share_their_reset_seed_and_unfinished_rounds_are_dropped(tmp_path, tokenizer):
+    """DoorEnv's episodes last up to 20 steps: a rollout of 24 steps ends inside a round, whose rows are
+    masked out of the update; the rows of rounds that ended count, and a waiting slot's rows do not."""
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        env=DoorEnv,
+        advantage_estimator="grpo",
+        group_size=2,
+        rollout_steps=24,
+        num_envs=4,
+    )
+    trainer.slots = trainer._make_slots()
+    rollout = trainer._play(24)
+    seeds = {}
+    for (group, seed), _ in rollout.episodes.values():
+        seeds.setdefault(group, set()).add(seed)
+    for group in (0, 1):  # both slots of a group reset with one seed per round, rounds with new ones
+        members = [trainer.slots[n].seed for n in (2 * group, 2 * group + 1)]
+        assert members[0] == members[1]
+    advantages, mask = trainer._group_advantages(rollout)
+    rounds = {}
+    for key, ended in rollout.episodes.values():
+        rounds.setdefault(key, []).append(ended)
+    counted = {
+        (t, n)
+        for t in range(24)
+        for n in range(4)
+        if rollout.episode_ids[t][n] is not None
+        and all(rounds[rollout.episodes[rollout.episode_ids[t][n]][0]])
+    }
+    assert {(t, n) for t, n in mask.nonzero().tolist()} == counted
+    assert mask.any() and (rollout.active & ~mask).any()  # some rounds ended, the rollout's end cut others
+    assert not (mask & ~rollout.active).any()  # a waiting slot's row never counts
+    assert (advantages[~mask] == 0).all()
+
+
+def test_a_critic_free_run_resumes_to_the_same_weights(tmp_path, tokenizer):
+    straight = make_trainer(
+        tmp_path / "straight", tokenizer, env=DoorEnv, max_steps=4, advantage_estimator="gigpo", group_size=2
+    )
+    straight.train()
+    first = make_trainer(
+        tmp_path / "resumed",
+        tokenizer,
+        env=DoorEnv,
+        max_steps=4,
+        advantage_estimator="gigpo",
+        group_size=2,
+        save_strategy="steps",
+        save_steps=1,
+    )
+    first.train()
+    resumed = make_trainer(
+        tmp_path / "resumed",
+        tokenizer,
+        env=DoorEnv,
+        max_steps=4,
+        advantage_estimator="gigpo",
+        group_size=2,
+        seed=5,
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "run" / "checkpoint-2"))
+    expected, actual = trainable_state(straight), trainable_state(resumed)
+    for name in expected:
+        assert torch.allclose(expected[name], actual[name], atol=1e-6), name
+    with pytest.raises(ValueError, match="written by a critic-free run"):
+        make_trainer(tmp_path / "resumed", tokenizer, env=DoorEnv, max_steps=4).train(
+            resume_from_checkpoint=str(tmp_path / "resumed" / "run" / "checkpoint-2")
+        )
+
+
+def test_beta_adds_a_kl_penalty_to_the_base_policy(tmp_path, tokenizer):
+    trainer = make_trainer(
+        tmp_path, tokenizer, max_steps=4, advantage_estimator="grpo", group_size=2, beta=0.1
+    )
+    trainer.train()
+    kl = [row["policy/kl_to_base"] for row in trainer.state.log_history if "policy/kl_to_base" in row]
+    assert len(kl) == 4 and kl[0] == pytest.approx(0.0, abs=1e-6) and kl[-1] > 0  # LoRA's B starts at zero
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"advantage_estimator": "vtrace"}, "advantage_estimator='vtrace'; use one of"),
+        ({"advantage_estimator": "grpo", "group_size": 1}, "group_size=1; a group compares at least 2"),
+        ({"advantage_estimator": "grpo", "group_size": 3}, "num_envs=4 is not a multiple of group_size=3"),
+        ({"beta": -1.0}, "beta=-1.0"),
+    ],
+)
+def test_bad_estimator_settings_are_named(tmp_path, tokenizer, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_trainer(tmp_path, tokenizer, **overrides)
+
+
+def test_a_model_with_a_value_head_is_refused_for_a_critic_free_estimator(tmp_path, tokenizer):
+    from trl_embodied import EmbodiedPPOTrainer
+
+    from .test_trainer import config
+
+    model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
+    with pytest.raises(ValueError, match="uses no value head; build the model with value_head_sizes=None"):
+        EmbodiedPPOTrainer(model=model, args=config(tmp_path, advantage_estimator="grpo", group_size=2))

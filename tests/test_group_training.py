@@ -136,3 +136,11 @@ def test_a_model_with_a_value_head_is_refused_for_a_critic_free_estimator(tmp_pa
     model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
     with pytest.raises(ValueError, match="uses no value head; build the model with value_head_sizes=None"):
         EmbodiedPPOTrainer(model=model, args=config(tmp_path, advantage_estimator="grpo", group_size=2))
+
+
+def test_a_rollout_shorter_than_the_episodes_warns_that_nothing_is_learned(tmp_path, tokenizer):
+    trainer = make_trainer(
+        tmp_path, tokenizer, env=DoorEnv, advantage_estimator="grpo", group_size=2, rollout_steps=2, max_steps=1
+    )  # a random policy rarely opens and walks through the door within 2 steps in both slots of a group
+    with pytest.warns(UserWarning, match="no group's episode round ended within a rollout of rollout_steps=2"):
+        trainer.train()

@@ -406,6 +406,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._trajectory_rows: list[dict[str, Any]] = []  # with save_rollouts, on the main process
         self._episodes_recorded = 0
         self._group_resets = 0  # group estimators: episodes rounds started on this process (their seeds)
+        self._warned_no_rounds = False
         # The current policy's scores per state, kept while the parameters stay fixed (one rollout, one
         # evaluation): environments revisit states, and a revisited state costs no forward.
         self._state_cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -688,6 +689,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             for name, value in stats.items():
                 self._metrics[name].append(value)
         self._metrics["rollout/episodes_in_groups"].append(float(len(episodes)))
+        if not episodes and not self._warned_no_rounds:
+            self._warned_no_rounds = True
+            warnings.warn(
+                f"no group's episode round ended within a rollout of rollout_steps={self.args.rollout_steps}: "
+                "this update learns nothing. Raise rollout_steps above the episodes' length in decisions.",
+                stacklevel=2,
+            )
         return advantages, mask
 
     def _play(self, steps: int) -> _Rollout:

@@ -1,0 +1,137 @@
+"""Advantage estimators on the valid-action policy: GAE (a value head, TWOSOME's) against the critic-free
+group estimators GRPO, RLOO and GiGPO, same task, seeds and budget.
+
+Every estimator trains the default model with the trainer's defaults except ``--rollout_steps`` (a group
+estimator learns only from episode rounds that end within a rollout, so a rollout must be longer than an
+episode) and ``--group_size`` (environments per seed-sharing group; ``num_envs`` is ``--num_envs``). GAE
+runs with the same rollout length, so the budget per iteration is the same. The figure of merit is the
+env steps until greedy success first reaches 0.9, and each group estimator's ratio to GAE on the same
+seed.
+
+    python benchmarks/estimators.py --task tomato_salad --estimator gae grpo rloo gigpo --seed 0
+    python benchmarks/estimators.py --report
+
+Each (task, estimator, seed) writes ``benchmarks/results/estimators/<task>/<estimator>_seed<k>.json``;
+``--report`` merges them into ``benchmarks/results/estimators.json`` and ``estimators_<task>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common import (
+    TARGET,
+    add_learning_arguments,
+    final_greedy_success,
+    learning_settings,
+    steps_to_target,
+    train_twosome,
+    write_json,
+)
+from sample_efficiency import TASKS
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "estimators"
+ESTIMATORS = ("gae", "grpo", "rloo", "gigpo")
+
+
+def report() -> dict:
+    from trl_embodied.plotting import plot_learning_curves
+
+    summary: dict = {"target_success": TARGET, "tasks": {}}
+    for task_dir in sorted(p for p in RUNS.iterdir() if p.is_dir()):
+        records: dict[str, list[dict]] = {}
+        for path in sorted(task_dir.glob("*.json")):
+            record = json.loads(path.read_text())
+            records.setdefault(record["estimator"], []).append(record)
+        rows = {}
+        for estimator, runs in records.items():
+            rows[estimator] = {
+                "seeds": [r["seed"] for r in runs],
+                "steps_to_target": [steps_to_target(r["history"]) for r in runs],
+                "final_greedy_success": [final_greedy_success(r["history"]) for r in runs],
+                "wall_seconds": [r["wall_seconds"] for r in runs],
+                "budget_env_steps": [r["total_env_steps"] for r in runs],
+            }
+        gae = rows.get("gae")
+        for estimator, row in rows.items():
+            if estimator == "gae" or gae is None:
+                continue
+            ratios = []
+            for seed, steps in zip(row["seeds"], row["steps_to_target"], strict=True):
+                if seed in gae["seeds"] and steps and gae["steps_to_target"][gae["seeds"].index(seed)]:
+                    ratios.append(
+                        {
+                            "seed": seed,
+                            "gae_over_estimator": gae["steps_to_target"][gae["seeds"].index(seed)] / steps,
+                        }
+                    )
+            row["steps_ratio_gae_over_estimator"] = ratios
+        summary["tasks"][task_dir.name] = rows
+        plot_learning_curves(
+            {estimator: [r["history"] for r in runs] for estimator, runs in records.items()},
+            RESULTS / f"estimators_{task_dir.name}",
+            title=f"{task_dir.name.replace('_', ' ')}: advantage estimators",
+        )
+        for estimator, row in rows.items():
+            print(
+                f"{task_dir.name} {estimator}: steps to {TARGET} greedy success {row['steps_to_target']} "
+                f"(seeds {row['seeds']}, budgets {row['budget_env_steps']}), final {row['final_greedy_success']}"
+            )
+    write_json(RESULTS / "estimators.json", summary)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="tomato_salad")
+    parser.add_argument("--estimator", choices=ESTIMATORS, nargs="+", default=list(ESTIMATORS))
+    parser.add_argument(
+        "--rollout_steps",
+        type=int,
+        default=96,
+        help="Decision steps per env per iteration: above the untrained policy's episode length (uniform play "
+        "takes up to 88 decisions on Tomato Salad, 80 on Tomato-Lettuce Salad, 50 in the household tasks).",
+    )
+    parser.add_argument("--num_envs", type=int, default=4)
+    parser.add_argument("--group_size", type=int, default=4)
+    parser.add_argument(
+        "--checkpoint_dir", type=Path, help="Keep checkpoints under DIR/<task>/<estimator>_seed<k>."
+    )
+    add_learning_arguments(parser, total_env_steps=10_240)
+    args = parser.parse_args()
+    if args.report:
+        report()
+        return
+    for seed in args.seed:
+        for estimator in args.estimator:
+            name = f"{estimator}_seed{seed}"
+            _, record = train_twosome(
+                TASKS[args.task],
+                seed=seed,
+                advantage_estimator=estimator,
+                group_size=args.group_size,
+                num_envs=args.num_envs,
+                rollout_steps=args.rollout_steps,
+                checkpoint_dir=args.checkpoint_dir / args.task / name if args.checkpoint_dir else None,
+                **learning_settings(args),
+            )
+            record.update(
+                estimator=estimator,
+                task=args.task,
+                seed=seed,
+                total_env_steps=args.total_env_steps,
+                rollout_steps=args.rollout_steps,
+                num_envs=args.num_envs,
+                group_size=args.group_size,
+            )
+            write_json(RUNS / args.task / f"{name}.json", record, indent=1)
+            print(
+                f"{args.task} {estimator} seed {seed}: steps to {TARGET} greedy success {record['steps_to_target']}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -71,30 +71,11 @@ def test_groups_share_their_reset_seed_and_unfinished_rounds_are_dropped(tmp_pat
 
 
 def test_a_critic_free_run_resumes_to_the_same_weights(tmp_path, tokenizer):
-    straight = make_trainer(
-        tmp_path / "straight", tokenizer, env=DoorEnv, max_steps=4, advantage_estimator="gigpo", group_size=2
-    )
+    run = dict(env=DoorEnv, max_steps=4, advantage_estimator="gigpo", group_size=2)
+    straight = make_trainer(tmp_path / "straight", tokenizer, **run)
     straight.train()
-    first = make_trainer(
-        tmp_path / "resumed",
-        tokenizer,
-        env=DoorEnv,
-        max_steps=4,
-        advantage_estimator="gigpo",
-        group_size=2,
-        save_strategy="steps",
-        save_steps=1,
-    )
-    first.train()
-    resumed = make_trainer(
-        tmp_path / "resumed",
-        tokenizer,
-        env=DoorEnv,
-        max_steps=4,
-        advantage_estimator="gigpo",
-        group_size=2,
-        seed=5,
-    )
+    make_trainer(tmp_path / "resumed", tokenizer, save_strategy="steps", save_steps=1, **run).train()
+    resumed = make_trainer(tmp_path / "resumed", tokenizer, seed=5, **run)  # another init, overwritten
     resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "run" / "checkpoint-2"))
     expected, actual = trainable_state(straight), trainable_state(resumed)
     for name in expected:
@@ -140,7 +121,15 @@ def test_a_model_with_a_value_head_is_refused_for_a_critic_free_estimator(tmp_pa
 
 def test_a_rollout_shorter_than_the_episodes_warns_that_nothing_is_learned(tmp_path, tokenizer):
     trainer = make_trainer(
-        tmp_path, tokenizer, env=DoorEnv, advantage_estimator="grpo", group_size=2, rollout_steps=2, max_steps=1
+        tmp_path,
+        tokenizer,
+        env=DoorEnv,
+        advantage_estimator="grpo",
+        group_size=2,
+        rollout_steps=2,
+        max_steps=1,
     )  # a random policy rarely opens and walks through the door within 2 steps in both slots of a group
-    with pytest.warns(UserWarning, match="no group's episode round ended within a rollout of rollout_steps=2"):
+    with pytest.warns(
+        UserWarning, match="no group's episode round ended within a rollout of rollout_steps=2"
+    ):
         trainer.train()

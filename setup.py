@@ -50,8 +50,8 @@ setup(
         "dev": ["pytest", "ruff", "tensorboard"],
         # Language retention through EleutherAI's lm-evaluation-harness (trl_embodied.language).
         "eval": ["lm-eval>=0.4"],
-        # Third-party text environments (TextWorld adapter).
-        "textenvs": ["textworld>=1.6"],
+        # Third-party text environments: TextWorld games, BabyAI levels (minigrid, the tested minor).
+        "textenvs": ["textworld>=1.6", "minigrid>=3.2,<3.3"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -31,14 +31,22 @@ def _registry() -> dict[str, tuple[str, dict[str, Any]]]:
 ENV_IDS: tuple[str, ...] = tuple(_registry())
 
 
-#: Third-party engines, registered without being built-in tasks (they need an extra and a game file):
-#: ``make_env("trl_embodied/TextWorld-v0", game_file="game.z8")``.
-ADAPTER_IDS: dict[str, str] = {f"{NAMESPACE}/TextWorld-v0": "trl_embodied.envs.textworld:make_textworld_env"}
+#: The BabyAI levels with an id of their own (any other: ``trl_embodied/BabyAI-v0`` with ``level=``).
+BABYAI_LEVELS = ("GoToRedBall", "GoToLocal", "PickupLoc", "PutNextLocal", "OpenDoor")
+_BABYAI = "trl_embodied.envs.babyai:make_babyai_env"
+#: Third-party engines, registered without being built-in tasks (they need the ``textenvs`` extra, and
+#: TextWorld a game file): ``make_env("trl_embodied/TextWorld-v0", game_file="game.z8")``,
+#: ``make_env("trl_embodied/BabyAI-GoToLocal-v0")``. Id -> (entry point, keyword arguments).
+ADAPTER_IDS: dict[str, tuple[str, dict[str, Any]]] = {
+    f"{NAMESPACE}/TextWorld-v0": ("trl_embodied.envs.textworld:make_textworld_env", {}),
+    f"{NAMESPACE}/BabyAI-v0": (_BABYAI, {}),
+    **{f"{NAMESPACE}/BabyAI-{level}-v0": (_BABYAI, {"level": level}) for level in BABYAI_LEVELS},
+}
 
 
 def register_envs() -> None:
     """Register every built-in task and adapter with gymnasium (idempotent)."""
-    entries = {env_id: (entry_point, {}) for env_id, entry_point in ADAPTER_IDS.items()} | _registry()
+    entries = dict(ADAPTER_IDS) | _registry()
     for env_id, (entry_point, kwargs) in entries.items():
         if env_id not in gymnasium.registry:
             gymnasium.register(id=env_id, entry_point=entry_point, kwargs=kwargs)

@@ -50,8 +50,9 @@ setup(
         "dev": ["pytest", "ruff", "tensorboard"],
         # Language retention through EleutherAI's lm-evaluation-harness (trl_embodied.language).
         "eval": ["lm-eval>=0.4"],
-        # Third-party text environments: TextWorld games, BabyAI levels (minigrid, the tested minor).
-        "textenvs": ["textworld>=1.6", "minigrid>=3.2,<3.3"],
+        # Third-party text environments: TextWorld games, BabyAI levels (minigrid), ScienceWorld tasks (a
+        # bundled Java engine; Java 17 on the machine). The tested minors.
+        "textenvs": ["textworld>=1.6", "minigrid>=3.2,<3.3", "scienceworld>=1.2.3,<1.3"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -36,10 +36,12 @@ BABYAI_LEVELS = ("GoToRedBall", "GoToLocal", "PickupLoc", "PutNextLocal", "OpenD
 _BABYAI = "trl_embodied.envs.babyai:make_babyai_env"
 #: Third-party engines, registered without being built-in tasks (they need the ``textenvs`` extra, and
 #: TextWorld a game file): ``make_env("trl_embodied/TextWorld-v0", game_file="game.z8")``,
-#: ``make_env("trl_embodied/BabyAI-GoToLocal-v0")``. Id -> (entry point, keyword arguments).
+#: ``make_env("trl_embodied/BabyAI-GoToLocal-v0")``, ``make_env("trl_embodied/ScienceWorld-v0", task_name="boil")``.
+#: Id -> (entry point, keyword arguments).
 ADAPTER_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     f"{NAMESPACE}/TextWorld-v0": ("trl_embodied.envs.textworld:make_textworld_env", {}),
     f"{NAMESPACE}/BabyAI-v0": (_BABYAI, {}),
+    f"{NAMESPACE}/ScienceWorld-v0": ("trl_embodied.envs.scienceworld:ScienceWorldTextEnv", {}),
     **{f"{NAMESPACE}/BabyAI-{level}-v0": (_BABYAI, {"level": level}) for level in BABYAI_LEVELS},
 }
 

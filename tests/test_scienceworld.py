@@ -1,0 +1,63 @@
+"""ScienceWorld tasks as text environments (needs scienceworld, the textenvs extra, and Java)."""
+
+import shutil
+
+import pytest
+
+pytest.importorskip("scienceworld")
+if shutil.which("java") is None:
+    pytest.skip("ScienceWorld's engine needs Java", allow_module_level=True)
+
+from trl_embodied import make_env  # noqa: E402
+from trl_embodied.envs.core import PROMPT_CHARSET  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def boil():
+    env = make_env("trl_embodied/ScienceWorld-v0", task_name="boil", variation=0, max_steps=3)
+    yield env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def find_living_thing():
+    env = make_env("trl_embodied/ScienceWorld-v0", task_name="find-living-thing", max_steps=3)
+    yield env
+    env.close()
+
+
+def test_the_prompt_and_the_hundreds_of_valid_actions(boil):
+    prompt, info = boil.reset(seed=0)
+    assert prompt.startswith("Your task is to boil water.") and prompt.endswith("To do the task, you should")
+    assert "This room is called the hallway." in prompt and set(prompt) <= set(PROMPT_CHARSET)  # no tabs
+    actions = info["valid_actions"]
+    assert len(actions) > 300 and len(set(actions)) == len(actions) and "open door to kitchen" in actions
+    assert info["action_ids"] == list(range(len(actions)))
+
+
+def test_reward_is_the_score_increase_and_the_step_limit_truncates(find_living_thing):
+    env = find_living_thing
+    _, info = env.reset(seed=0)
+    rewards = []
+    for action in ("open door to kitchen", "go to kitchen"):  # the engine scores both (8, then 17 more)
+        _, reward, terminated, truncated, info = env.step(info["valid_actions"].index(action))
+        rewards.append(reward)
+    assert rewards[0] > 0 and rewards[1] > 0 and sum(rewards) == info["score"]
+    assert len(info["valid_actions"]) > 2000  # the kitchen: thousands of actions
+    _, _, terminated, truncated, info = env.step(0)
+    assert truncated and not terminated and not info["success"]
+
+
+def test_an_action_filter_narrows_the_offer_and_bad_arguments_are_named():
+    env = make_env(
+        "trl_embodied/ScienceWorld-v0",
+        task_name="find-living-thing",
+        action_filter=lambda actions, prompt, info: [a for a in actions if not a.startswith("connect")],
+    )
+    try:
+        _, info = env.reset(seed=0)
+        assert info["valid_actions"] and not any(a.startswith("connect") for a in info["valid_actions"])
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="unknown ScienceWorld task 'bake-bread'; the tasks are boil"):
+        make_env("trl_embodied/ScienceWorld-v0", task_name="bake-bread")

@@ -124,6 +124,7 @@ def test_the_command_lists_the_environments_and_names_a_wrong_command():
     )
     assert result.returncode == 0 and result.stderr == "", result.stderr  # light: no torch, no warnings
     assert "trl_embodied/Household-Entertainment-v0  (5 actions at the start, 17 in all)" in result.stdout
+    assert "trl_embodied/BabyAI-GoToLocal-v0  (textenvs extra)" in result.stdout
     from trl_embodied.cli import main
 
     with pytest.raises(SystemExit, match="unknown command 'fly'; usage: trl-embodied"):

@@ -18,9 +18,10 @@ COMMANDS = ("envs", "train", "evaluate")
 
 
 def list_envs() -> str:
-    """One line per registered environment: its id, the actions its first state offers and its
-    vocabulary size (the action space)."""
+    """One line per built-in environment: its id, the actions its first state offers and its vocabulary
+    size (the action space); then the third-party engines' ids, which need the ``textenvs`` extra."""
     from trl_embodied import ENV_IDS, make_env
+    from trl_embodied.envs.registration import ADAPTER_IDS
 
     lines = []
     for env_id in ENV_IDS:
@@ -30,6 +31,7 @@ def list_envs() -> str:
             f"{env_id}  ({len(info['valid_actions'])} actions at the start, {env.action_space.n} in all)"
         )
         env.close()
+    lines += [f"{env_id}  (textenvs extra)" for env_id in ADAPTER_IDS]
     return "\n".join(lines)
 
 

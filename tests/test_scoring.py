@@ -229,3 +229,25 @@ def test_memoized_states_computes_only_unseen_distinct_states():
         [("u", ("a",))],
         [("s", ("b",))],
     ]
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 16])
+def test_chunks_of_actions_give_the_unchunked_scores_and_gradients(tokenizer, task_batch, chunk):
+    """max_actions_per_forward scores a state's actions in several sequences (bounded attention memory):
+    log-probs, the prompt's hidden state and the gradients equal one sequence per state."""
+    prompts, actions = task_batch  # 5, 17 and 8 actions
+    model_a, model_b = build_llama(len(tokenizer)), build_llama(len(tokenizer))
+    rows = count_decoder_rows(model_b)
+    whole = ActionScorer(model_a, tokenizer).score(prompts, actions)
+    chunked = ActionScorer(model_b, tokenizer, max_actions_per_forward=chunk).score(prompts, actions)
+    assert rows == [sum(-(-len(a) // chunk) for a in actions)]  # ceil(k / chunk) sequences per state
+    torch.testing.assert_close(chunked.logprobs, whole.logprobs, atol=1e-4, rtol=0)
+    torch.testing.assert_close(chunked.hidden, whole.hidden, atol=1e-5, rtol=0)
+    assert torch.equal(chunked.mask, whole.mask)
+    weights = torch.arange(1.0, 1.0 + whole.scores.shape[1])
+    for scores in (whole, chunked):
+        (scores.log_policy.masked_fill(~scores.mask, 0) * weights).sum().backward()
+    for (name, a), b in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-4, rtol=1e-4), name
+    with pytest.raises(ValueError, match="max_actions_per_forward=0; use None or a positive count"):
+        ActionScorer(model_a, tokenizer, max_actions_per_forward=0)

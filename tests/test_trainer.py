@@ -415,6 +415,19 @@ def test_without_state_reuse_the_run_is_the_same_and_every_row_is_scored(tmp_pat
         torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=1e-4)
 
 
+def test_scoring_one_action_per_sequence_gives_the_same_run(tmp_path, tokenizer):
+    plain = make_trainer(tmp_path / "plain", tokenizer, env=DoorEnv, max_steps=4)
+    chunked = make_trainer(
+        tmp_path / "chunked", tokenizer, env=DoorEnv, max_steps=4, max_actions_per_forward=1
+    )
+    assert chunked.accelerator.unwrap_model(chunked.model).scorer.max_actions_per_forward == 1
+    plain.train()
+    chunked.train()
+    assert trainable_state(chunked).keys() == trainable_state(plain).keys()
+    for name, value in trainable_state(plain).items():
+        torch.testing.assert_close(trainable_state(chunked)[name], value, atol=1e-5, rtol=1e-4)
+
+
 def test_history_length_puts_the_past_actions_in_training_and_evaluation_prompts(tmp_path, tokenizer):
     trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, max_steps=2, history_length=2)
     trainer.train()

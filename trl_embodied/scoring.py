@@ -162,18 +162,20 @@ def memoized_states(
 
 @dataclass
 class _Batch:
-    """A packed batch: one sequence per environment, ``[prompt][a_1]...[a_k]``, right-padded to ``L``."""
+    """A packed batch of ``S`` states in ``R`` rows, ``[prompt][a_1]...[a_k]`` each, right-padded to ``L``:
+    one row per state, or one per chunk of its actions under ``max_actions_per_forward``."""
 
-    input_ids: torch.Tensor  # [B, L]
-    position_ids: torch.Tensor  # [B, L]
-    segments: torch.Tensor  # [B, L]: 0 prompt, i + 1 action i, -1 padding
-    prompt_lengths: torch.Tensor  # [B]
+    input_ids: torch.Tensor  # [R, L]
+    position_ids: torch.Tensor  # [R, L]
+    segments: torch.Tensor  # [R, L]: 0 prompt, i + 1 the row's action i, -1 padding
+    prompt_lengths: torch.Tensor  # [R]
+    first_row: torch.Tensor  # [S] the row of each state's first chunk (its prompt's hidden state)
     # One entry per action token: the position whose hidden state predicts it, and what it scores.
-    token_env: torch.Tensor  # [N]
+    token_env: torch.Tensor  # [N] the row
     token_source: torch.Tensor  # [N]
     token_target: torch.Tensor  # [N] token ids
-    token_action: torch.Tensor  # [N] flat index b * K + i
-    num_tokens: torch.Tensor  # [B, K]
+    token_action: torch.Tensor  # [N] flat index s * K + i: the state's action i
+    num_tokens: torch.Tensor  # [S, K]
     max_actions: int
 
 
@@ -200,6 +202,11 @@ class ActionScorer:
         reuse_states: run each distinct (prompt, actions) pair of a batch through the model once and index
             the result back to its copies (the gradients sum over them exactly as if each were scored on its
             own); False runs every row, the speed ablation.
+        max_actions_per_forward: pack at most this many of a state's actions into one sequence; a state
+            with more is scored in chunks, each a sequence of the prompt and its share of the actions, so
+            the attention's memory stays bounded where states offer hundreds or thousands of actions
+            (ScienceWorld). Scores and gradients equal the unchunked ones; the prompt is encoded once per
+            chunk. None: every action of a state in one sequence.
     """
 
     def __init__(
@@ -210,6 +217,7 @@ class ActionScorer:
         *,
         tokenization_cache_size: int = 8192,
         reuse_states: bool = True,
+        max_actions_per_forward: int | None = None,
     ):
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization={normalization!r}; use one of {NORMALIZATIONS}.")
@@ -217,6 +225,11 @@ class ActionScorer:
         self.tokenizer = tokenizer
         self.normalization = normalization
         self.reuse_states = reuse_states
+        if max_actions_per_forward is not None and max_actions_per_forward < 1:
+            raise ValueError(
+                f"max_actions_per_forward={max_actions_per_forward}; use None or a positive count."
+            )
+        self.max_actions_per_forward = max_actions_per_forward
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.decoder = base.get_decoder()
         self.lm_head = base.get_output_embeddings()
@@ -277,7 +290,8 @@ class ActionScorer:
     ) -> _Batch:
         """Pack the batch; ``env_names[b]`` is row ``b``'s environment index in the caller's batch."""
         max_actions = max([1, *(len(a) for a in actions)])
-        rows, positions, segments, prompt_lengths = [], [], [], []
+        chunk = self.max_actions_per_forward or max_actions
+        rows, positions, segments, prompt_lengths, first_row = [], [], [], [], []
         token_env, token_source, token_target, token_action = [], [], [], []
         num_tokens = torch.zeros(len(prompts), max_actions, dtype=torch.long)
         for b, (prompt, env_actions) in enumerate(zip(prompts, actions, strict=True)):
@@ -291,23 +305,26 @@ class ActionScorer:
                     f"the model's context of {self.max_positions} positions; shorten the prompt. Nothing is "
                     "truncated silently."
                 )
-            row, pos, seg = list(prompt_ids), list(range(p)), [0] * p
-            for i, ids in enumerate(action_ids):
-                start = len(row)
-                row += ids
-                pos += range(p, p + len(ids))
-                seg += [i + 1] * len(ids)
-                # Token t of the action is predicted from the position before it: the prompt's last token
-                # for t = 0, else the action's own token t - 1.
-                token_source += [p - 1, *range(start, start + len(ids) - 1)]
-                token_target += ids
-                token_env += [b] * len(ids)
-                token_action += [b * max_actions + i] * len(ids)
-                num_tokens[b, i] = len(ids)
-            rows.append(row)
-            positions.append(pos)
-            segments.append(seg)
-            prompt_lengths.append(p)
+            first_row.append(len(rows))
+            for first in range(0, max(len(action_ids), 1), chunk):  # a state without actions: one row
+                r = len(rows)
+                row, pos, seg = list(prompt_ids), list(range(p)), [0] * p
+                for i, ids in enumerate(action_ids[first : first + chunk], start=first):
+                    start = len(row)
+                    row += ids
+                    pos += range(p, p + len(ids))
+                    seg += [i - first + 1] * len(ids)
+                    # Token t of the action is predicted from the position before it: the prompt's last token
+                    # for t = 0, else the action's own token t - 1.
+                    token_source += [p - 1, *range(start, start + len(ids) - 1)]
+                    token_target += ids
+                    token_env += [r] * len(ids)
+                    token_action += [b * max_actions + i] * len(ids)
+                    num_tokens[b, i] = len(ids)
+                rows.append(row)
+                positions.append(pos)
+                segments.append(seg)
+                prompt_lengths.append(p)
         length = max(len(r) for r in rows)
 
         def padded(values: list[list[int]], fill: int) -> torch.Tensor:
@@ -321,6 +338,7 @@ class ActionScorer:
             position_ids=padded(positions, 0),
             segments=padded(segments, -1),
             prompt_lengths=flat(prompt_lengths),
+            first_row=flat(first_row),
             token_env=flat(token_env),
             token_source=flat(token_source),
             token_target=flat(token_target),
@@ -389,8 +407,8 @@ class ActionScorer:
         token_logprobs = logits.gather(-1, target[:, None]).squeeze(-1) - logits.logsumexp(-1)
         logprobs = torch.zeros(len(states) * batch.max_actions, dtype=torch.float32, device=device)
         logprobs = logprobs.index_add(0, batch.token_action.to(device), token_logprobs)
-        last_prompt_token = batch.prompt_lengths.to(device) - 1
-        prompt_hidden = hidden[torch.arange(len(states), device=device), last_prompt_token]
+        first_row = batch.first_row.to(device)
+        prompt_hidden = hidden[first_row, batch.prompt_lengths.to(device)[first_row] - 1]
 
         # Back to one row per environment: indexing, so a shared row's gradient sums over its copies.
         rows = inverse.to(device)
@@ -415,8 +433,8 @@ class ActionScorer:
         states, inverse, _ = unique_states(prompts, [() for _ in prompts], self.reuse_states)
         batch = self._pack([prompt for prompt, _ in states], [[] for _ in states])
         hidden = self._hidden_states(batch)
-        rows = torch.arange(len(states), device=hidden.device)
-        last = hidden[rows, batch.prompt_lengths.to(hidden.device) - 1]
+        first_row = batch.first_row.to(hidden.device)
+        last = hidden[first_row, batch.prompt_lengths.to(hidden.device)[first_row] - 1]
         return last[inverse.to(hidden.device)]
 
     @staticmethod

@@ -86,6 +86,9 @@ class EmbodiedPPOConfig(_BaseConfig):
         reuse_states (`bool`, defaults to True): run each distinct (prompt, valid actions) state of a rollout
             and of a minibatch through the model once, with the same values and gradients as scoring every
             row (the tests check both); False scores every row, the speed ablation.
+        max_actions_per_forward (`int` or `None`, defaults to None): score a state's actions in chunks of at
+            most this many, each a sequence of the prompt and its share of the actions (rollouts and updates
+            alike; equal scores and gradients, memory bounded for states with hundreds of actions).
         eval_episodes (`int`, defaults to 10): episodes per ``evaluate()``.
         eval_greedy (`bool`, defaults to True): evaluate the greedy (argmax) policy, else sample.
         eval_no_repeat (`bool`, defaults to False): in evaluation, choose among the actions taken least often
@@ -188,6 +191,13 @@ class EmbodiedPPOConfig(_BaseConfig):
             "the model once; False runs every row (the speed ablation)."
         },
     )
+    max_actions_per_forward: int | None = field(
+        default=None,
+        metadata={
+            "help": "Score at most this many of a state's actions in one sequence (bounded memory for states "
+            "with hundreds of actions); None: all of them at once."
+        },
+    )
     # -- the model ---------------------------------------------------------------------------------------
     model_init_kwargs: dict | str | None = field(
         default=None,
@@ -282,6 +292,10 @@ class EmbodiedPPOConfig(_BaseConfig):
                     f"num_envs={self.num_envs} is not a multiple of group_size={self.group_size}; every "
                     "environment belongs to one group."
                 )
+        if self.max_actions_per_forward is not None and self.max_actions_per_forward < 1:
+            raise ValueError(
+                f"max_actions_per_forward={self.max_actions_per_forward}; use None or a positive count."
+            )
         if self.beta < 0:
             raise ValueError(f"beta={self.beta}; the KL penalty's weight must be >= 0.")
         if self.on_env_error not in ("raise", "reset"):

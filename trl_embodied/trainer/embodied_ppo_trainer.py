@@ -360,6 +360,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 load_value_head(model, args.adapter_path)
         processing_class = processing_class or model.tokenizer
         model.scorer.reuse_states = args.reuse_states  # in the update's minibatches
+        model.scorer.max_actions_per_forward = args.max_actions_per_forward
         if args.gradient_checkpointing:
             model.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             args.gradient_checkpointing = False  # done here: the Trainer would look for it on the wrapper

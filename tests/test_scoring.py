@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trl_embodied import ActionScorer, memoized_states
-from trl_embodied.scoring import naive_action_logprobs
+from trl_embodied.scoring import ROWS_PER_CHUNKED_FORWARD, naive_action_logprobs
 
 from .conftest import build_gpt2, build_llama
 
@@ -233,14 +233,16 @@ def test_memoized_states_computes_only_unseen_distinct_states():
 
 @pytest.mark.parametrize("chunk", [1, 4, 16])
 def test_chunks_of_actions_give_the_unchunked_scores_and_gradients(tokenizer, task_batch, chunk):
-    """max_actions_per_forward scores a state's actions in several sequences (bounded attention memory):
-    log-probs, the prompt's hidden state and the gradients equal one sequence per state."""
+    """max_actions_per_forward scores a state's actions in several sequences, a few per forward and
+    checkpointed with gradients (bounded memory): log-probs, the prompt's hidden state and the gradients
+    equal one sequence per state."""
     prompts, actions = task_batch  # 5, 17 and 8 actions
     model_a, model_b = build_llama(len(tokenizer)), build_llama(len(tokenizer))
     rows = count_decoder_rows(model_b)
     whole = ActionScorer(model_a, tokenizer).score(prompts, actions)
     chunked = ActionScorer(model_b, tokenizer, max_actions_per_forward=chunk).score(prompts, actions)
-    assert rows == [sum(-(-len(a) // chunk) for a in actions)]  # ceil(k / chunk) sequences per state
+    # ceil(k / chunk) sequences per state, through the decoder ROWS_PER_CHUNKED_FORWARD at a time
+    assert sum(rows) == sum(-(-len(a) // chunk) for a in actions) and max(rows) <= ROWS_PER_CHUNKED_FORWARD
     torch.testing.assert_close(chunked.logprobs, whole.logprobs, atol=1e-4, rtol=0)
     torch.testing.assert_close(chunked.hidden, whole.hidden, atol=1e-5, rtol=0)
     assert torch.equal(chunked.mask, whole.mask)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from trl_embodied.envs.core import check_valid_actions
@@ -107,6 +108,8 @@ class ActionScores:
 
 
 State = tuple[str, tuple[str, ...]]
+#: With ``max_actions_per_forward``, packed sequences (chunks of a state's actions) per decoder forward.
+ROWS_PER_CHUNKED_FORWARD = 8
 
 
 class UniqueStates(NamedTuple):
@@ -365,18 +368,38 @@ class ActionScorer:
         return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
     def _hidden_states(self, batch: _Batch) -> torch.Tensor:
-        """``[B, L, H]`` the decoder's last hidden states (after its final norm) on the packed batch."""
+        """``[R, L, H]`` the decoder's last hidden states (after its final norm) on the packed batch.
+
+        Unchunked, the rows go through the decoder together. With ``max_actions_per_forward`` they go
+        :data:`ROWS_PER_CHUNKED_FORWARD` at a time, and with gradients each group is checkpointed (its
+        activations recomputed in backward), so neither scoring nor an update holds more than one group's
+        activations, however many actions the states offer."""
         embeddings = self.decoder.get_input_embeddings()
         device, dtype = embeddings.weight.device, embeddings.weight.dtype
         if not dtype.is_floating_point:  # quantized embeddings: the compute dtype is the LM head's
             dtype = self.lm_head.weight.dtype
-        output = self.decoder(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=self.attention_mask(batch.segments.to(device), dtype),
-            position_ids=batch.position_ids.to(device),
-            use_cache=False,
-        )
-        return output.last_hidden_state
+
+        def decode(
+            input_ids: torch.Tensor, segments: torch.Tensor, position_ids: torch.Tensor
+        ) -> torch.Tensor:
+            return self.decoder(
+                input_ids=input_ids,
+                attention_mask=self.attention_mask(segments, dtype),
+                position_ids=position_ids,
+                use_cache=False,
+            ).last_hidden_state
+
+        inputs = (batch.input_ids.to(device), batch.segments.to(device), batch.position_ids.to(device))
+        if self.max_actions_per_forward is None:
+            return decode(*inputs)
+        groups = []
+        for start in range(0, inputs[0].shape[0], ROWS_PER_CHUNKED_FORWARD):
+            group = [tensor[start : start + ROWS_PER_CHUNKED_FORWARD] for tensor in inputs]
+            if torch.is_grad_enabled():
+                groups.append(torch.utils.checkpoint.checkpoint(decode, *group, use_reentrant=False))
+            else:
+                groups.append(decode(*group))
+        return torch.cat(groups)
 
     # -- scoring -------------------------------------------------------------------------------------
     def score(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> ActionScores:

@@ -133,3 +133,33 @@ def test_a_rollout_shorter_than_the_episodes_warns_that_nothing_is_learned(tmp_p
         UserWarning, match="no group's episode round ended within a rollout of rollout_steps=2"
     ):
         trainer.train()
+
+
+def test_with_history_gigpo_anchors_on_the_prompt_that_carries_it(tmp_path, tokenizer, monkeypatch):
+    """The anchor state is the exact prompt: with history_length the same door after different pasts is a
+    different anchor, so GiGPO's step groups never pool them."""
+    from trl_embodied.trainer import embodied_ppo_trainer
+
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        env=DoorEnv,
+        advantage_estimator="gigpo",
+        group_size=2,
+        rollout_steps=24,
+        history_length=2,
+    )
+    trainer.slots = trainer._make_slots()
+    rollout = trainer._play(24)
+    anchored = []
+    real = embodied_ppo_trainer.group_advantages
+    monkeypatch.setattr(
+        embodied_ppo_trainer,
+        "group_advantages",
+        lambda episodes, *a, **k: (
+            anchored.extend(s for e in episodes for s in e.states) or real(episodes, *a, **k)
+        ),
+    )
+    trainer._group_advantages(rollout)
+    assert anchored and all(prompt in [p for row in rollout.prompts for p in row] for prompt, _ in anchored)
+    assert any(prompt.startswith("Your last actions: ") for prompt, _ in anchored)

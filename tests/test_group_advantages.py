@@ -81,3 +81,11 @@ def test_malformed_input_is_named():
         Episode("a", rewards=[0.0, 0.0, 1.0], states=["s0", "s1"])
     with pytest.raises(ValueError, match="estimator='ppo'; use one of"):
         group_advantages(hand_built(), "ppo")
+
+
+@pytest.mark.parametrize("estimator", ["grpo", "rloo", "gigpo"])
+def test_the_statistics_are_the_ones_every_process_logs(estimator):
+    from trl_embodied.trainer.group_advantages import GROUP_STATISTICS
+
+    _, stats = group_advantages(hand_built(), estimator, gamma=GAMMA)
+    assert set(stats) == set(GROUP_STATISTICS[estimator])

@@ -55,7 +55,7 @@ from trl_embodied.modeling import (
 )
 from trl_embodied.scoring import memoized_states
 from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig, parse_dict_argument
-from trl_embodied.trainer.group_advantages import Episode, group_advantages
+from trl_embodied.trainer.group_advantages import GROUP_STATISTICS, Episode, group_advantages
 from trl_embodied.trainer.ppo import (
     clipped_policy_loss,
     clipped_value_loss,
@@ -677,18 +677,21 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             for e in complete
         ]
         advantages, mask = torch.zeros(steps, envs), torch.zeros(steps, envs, dtype=torch.bool)
+        # Every process logs the same keys (NaN where it has no complete round: left out of the average).
+        stats = dict.fromkeys(GROUP_STATISTICS[self.args.advantage_estimator], float("nan"))
         if episodes:
-            per_step, stats = group_advantages(
+            per_step, measured = group_advantages(
                 episodes,
                 self.args.advantage_estimator,
                 gamma=self.args.gamma,
                 step_advantage_weight=self.args.step_advantage_weight,
             )
+            stats.update(measured)
             for e, values in zip(complete, per_step, strict=True):
                 for (t, n), value in zip(rows[e], values, strict=True):
                     advantages[t, n], mask[t, n] = value, True
-            for name, value in stats.items():
-                self._metrics[name].append(value)
+        for name, value in stats.items():
+            self._metrics[name].append(value)
         self._metrics["rollout/episodes_in_groups"].append(float(len(episodes)))
         if not episodes and not self._warned_no_rounds:
             self._warned_no_rounds = True
@@ -743,9 +746,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 if all(rollout.current_episode[n] is None for n in members):
                     self._start_group_round(rollout, group)
             rollout.env_seconds += time.perf_counter() - start
-            if (
-                cut and value_head is not None
-            ):  # truncated episodes: their final state's value bootstraps them
+            # Truncated episodes: the value of the state each stopped in bootstraps it.
+            if cut and value_head is not None:
                 start = time.perf_counter()
                 final_prompts = [rollout.final_states[n][0] for n in cut]
                 _, final_features = self._policy(final_prompts, [rollout.final_states[n][1] for n in cut])

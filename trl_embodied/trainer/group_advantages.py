@@ -27,6 +27,17 @@ from dataclasses import dataclass
 import torch
 
 GROUP_ESTIMATORS = ("grpo", "rloo", "gigpo")
+#: The statistics :func:`group_advantages` returns for each estimator (the trainer logs them).
+GROUP_STATISTICS = {
+    "grpo": ("advantages/mean", "advantages/std"),
+    "rloo": ("advantages/mean", "advantages/std"),
+    "gigpo": (
+        "advantages/mean",
+        "advantages/std",
+        "advantages/anchor_group_size",
+        "advantages/anchored_share",
+    ),
+}
 EPS = 1e-4  # TRL's GRPO: (r - mean) / (std + 1e-4)
 
 

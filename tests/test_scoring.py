@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+import trl_embodied.scoring
 from trl_embodied import ActionScorer, memoized_states
-from trl_embodied.scoring import ROWS_PER_CHUNKED_FORWARD, naive_action_logprobs
+from trl_embodied.scoring import naive_action_logprobs
 
 from .conftest import build_gpt2, build_llama
 
@@ -232,17 +233,24 @@ def test_memoized_states_computes_only_unseen_distinct_states():
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 16])
-def test_chunks_of_actions_give_the_unchunked_scores_and_gradients(tokenizer, task_batch, chunk):
+def test_chunks_of_actions_give_the_unchunked_scores_and_gradients(tokenizer, task_batch, chunk, monkeypatch):
     """max_actions_per_forward scores a state's actions in several sequences, a few per forward and
     checkpointed with gradients (bounded memory): log-probs, the prompt's hidden state and the gradients
     equal one sequence per state."""
     prompts, actions = task_batch  # 5, 17 and 8 actions
     model_a, model_b = build_llama(len(tokenizer)), build_llama(len(tokenizer))
-    rows = count_decoder_rows(model_b)
+    rows, lengths = count_decoder_rows(model_b), []
+    model_b.get_decoder().register_forward_pre_hook(
+        lambda _, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
     whole = ActionScorer(model_a, tokenizer).score(prompts, actions)
+    monkeypatch.setattr(trl_embodied.scoring, "TOKENS_PER_CHUNKED_FORWARD", 64)  # several groups here
     chunked = ActionScorer(model_b, tokenizer, max_actions_per_forward=chunk).score(prompts, actions)
-    # ceil(k / chunk) sequences per state, through the decoder ROWS_PER_CHUNKED_FORWARD at a time
-    assert sum(rows) == sum(-(-len(a) // chunk) for a in actions) and max(rows) <= ROWS_PER_CHUNKED_FORWARD
+    # ceil(k / chunk) sequences per state, through the decoder in groups of a bounded number of tokens
+    assert sum(rows) == sum(-(-len(a) // chunk) for a in actions)
+    assert len(rows) > 1 and all(
+        r * length <= max(64, length) for r, length in zip(rows, lengths, strict=True)
+    )
     torch.testing.assert_close(chunked.logprobs, whole.logprobs, atol=1e-4, rtol=0)
     torch.testing.assert_close(chunked.hidden, whole.hidden, atol=1e-5, rtol=0)
     assert torch.equal(chunked.mask, whole.mask)

@@ -108,8 +108,9 @@ class ActionScores:
 
 
 State = tuple[str, tuple[str, ...]]
-#: With ``max_actions_per_forward``, packed sequences (chunks of a state's actions) per decoder forward.
-ROWS_PER_CHUNKED_FORWARD = 8
+#: With ``max_actions_per_forward``: the padded tokens of the packed sequences (chunks of a state's actions)
+#: that one decoder forward takes (a sequence longer than this goes alone).
+TOKENS_PER_CHUNKED_FORWARD = 2048
 
 
 class UniqueStates(NamedTuple):
@@ -370,10 +371,10 @@ class ActionScorer:
     def _hidden_states(self, batch: _Batch) -> torch.Tensor:
         """``[R, L, H]`` the decoder's last hidden states (after its final norm) on the packed batch.
 
-        Unchunked, the rows go through the decoder together. With ``max_actions_per_forward`` they go
-        :data:`ROWS_PER_CHUNKED_FORWARD` at a time, and with gradients each group is checkpointed (its
-        activations recomputed in backward), so neither scoring nor an update holds more than one group's
-        activations, however many actions the states offer."""
+        Unchunked, the rows go through the decoder together. With ``max_actions_per_forward`` they go in
+        groups of at most :data:`TOKENS_PER_CHUNKED_FORWARD` padded tokens (at least one row), and with
+        gradients each group is checkpointed (its activations recomputed in backward), so neither scoring
+        nor an update holds more than one group's activations, however many actions the states offer."""
         embeddings = self.decoder.get_input_embeddings()
         device, dtype = embeddings.weight.device, embeddings.weight.dtype
         if not dtype.is_floating_point:  # quantized embeddings: the compute dtype is the LM head's
@@ -392,9 +393,10 @@ class ActionScorer:
         inputs = (batch.input_ids.to(device), batch.segments.to(device), batch.position_ids.to(device))
         if self.max_actions_per_forward is None:
             return decode(*inputs)
+        rows_per_group = max(1, TOKENS_PER_CHUNKED_FORWARD // inputs[0].shape[1])
         groups = []
-        for start in range(0, inputs[0].shape[0], ROWS_PER_CHUNKED_FORWARD):
-            group = [tensor[start : start + ROWS_PER_CHUNKED_FORWARD] for tensor in inputs]
+        for start in range(0, inputs[0].shape[0], rows_per_group):
+            group = [tensor[start : start + rows_per_group] for tensor in inputs]
             if torch.is_grad_enabled():
                 groups.append(torch.utils.checkpoint.checkpoint(decode, *group, use_reentrant=False))
             else:

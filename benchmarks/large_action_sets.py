@@ -129,8 +129,8 @@ def main() -> None:
             row[mode] = entry
             print(f"{n} actions, {mode} ({batch} state{'s' if batch > 1 else ''}): {entry}", flush=True)
         results["sizes"][str(n)] = row
-    results["machine"] = f"{platform.machine()}, {multiprocessing.cpu_count()} cores, CPU only"
-    write_json(RESULTS, results)
+        results["machine"] = f"{platform.machine()}, {multiprocessing.cpu_count()} cores, CPU only"
+        write_json(RESULTS, results)  # after every size: a stopped run keeps the sizes it finished
 
 
 if __name__ == "__main__":

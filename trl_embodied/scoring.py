@@ -428,8 +428,7 @@ class ActionScorer:
         device = hidden.device
         env, source = batch.token_env.to(device), batch.token_source.to(device)
         target = batch.token_target.to(device)
-        logits = self.lm_head(hidden[env, source]).float()  # [N, V]: only where an action token is next
-        token_logprobs = logits.gather(-1, target[:, None]).squeeze(-1) - logits.logsumexp(-1)
+        token_logprobs = self._token_logprobs(hidden[env, source], target)
         logprobs = torch.zeros(len(states) * batch.max_actions, dtype=torch.float32, device=device)
         logprobs = logprobs.index_add(0, batch.token_action.to(device), token_logprobs)
         first_row = batch.first_row.to(device)
@@ -451,6 +450,30 @@ class ActionScorer:
         return ActionScores(
             logprobs=logprobs, scores=scores, mask=mask, num_tokens=num_tokens, hidden=prompt_hidden
         )
+
+    def _token_logprobs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[N]`` log p(target | hidden) of the action tokens, through the LM head. Its logits are ``[N, V]``
+        (V the vocabulary): with ``max_actions_per_forward`` they are computed
+        :data:`TOKENS_PER_CHUNKED_FORWARD` tokens at a time, checkpointed with gradients, since for thousands
+        of action tokens they outweigh the decoder's activations."""
+
+        def logprobs(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            logits = self.lm_head(h).float()
+            return logits.gather(-1, t[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+        if self.max_actions_per_forward is None:
+            return logprobs(hidden, target)
+        pieces = []
+        for start in range(0, hidden.shape[0], TOKENS_PER_CHUNKED_FORWARD):
+            piece = (
+                hidden[start : start + TOKENS_PER_CHUNKED_FORWARD],
+                target[start : start + TOKENS_PER_CHUNKED_FORWARD],
+            )
+            if torch.is_grad_enabled():
+                pieces.append(torch.utils.checkpoint.checkpoint(logprobs, *piece, use_reentrant=False))
+            else:
+                pieces.append(logprobs(*piece))
+        return torch.cat(pieces) if pieces else hidden.new_zeros(0)
 
     def prompt_hidden(self, prompts: Sequence[str]) -> torch.Tensor:
         """``[B, H]`` the last hidden state at each prompt's last token, without scoring any action; each

@@ -33,26 +33,23 @@ def test_a_group_estimator_learns_the_rewarded_action_without_a_value_head(tmp_p
     assert reloaded.value_head is None
 
 
+def played_rollout(tmp_path, tokenizer, **overrides):
+    """A trainer on DoorEnv with 2 groups of 2 slots, and one rollout of 24 steps it played."""
+    trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, group_size=2, rollout_steps=24, **overrides)
+    trainer.slots = trainer._make_slots()
+    return trainer, trainer._play(24)
+
+
 def test_groups_share_their_reset_seed_and_unfinished_rounds_are_dropped(tmp_path, tokenizer):
     """DoorEnv's episodes last up to 20 steps: a rollout of 24 steps ends inside a round, whose rows are
     masked out of the update; the rows of rounds that ended count, and a waiting slot's rows do not."""
-    trainer = make_trainer(
-        tmp_path,
-        tokenizer,
-        env=DoorEnv,
-        advantage_estimator="grpo",
-        group_size=2,
-        rollout_steps=24,
-        num_envs=4,
-    )
-    trainer.slots = trainer._make_slots()
-    rollout = trainer._play(24)
+    trainer, rollout = played_rollout(tmp_path, tokenizer, advantage_estimator="grpo")
     seeds = {}
     for (group, seed), _ in rollout.episodes.values():
-        seeds.setdefault(group, set()).add(seed)
-    for group in (0, 1):  # both slots of a group reset with one seed per round, rounds with new ones
-        members = [trainer.slots[n].seed for n in (2 * group, 2 * group + 1)]
-        assert members[0] == members[1]
+        seeds.setdefault(group, []).append(seed)
+    for group in (0, 1):  # both slots of a group reset with one seed per round, each round a new one
+        assert seeds[group][::2] == seeds[group][1::2] and len(set(seeds[group])) == len(seeds[group]) // 2
+        assert trainer.slots[2 * group].seed == trainer.slots[2 * group + 1].seed
     advantages, mask = trainer._group_advantages(rollout)
     rounds = {}
     for key, ended in rollout.episodes.values():
@@ -140,17 +137,7 @@ def test_with_history_gigpo_anchors_on_the_prompt_that_carries_it(tmp_path, toke
     different anchor, so GiGPO's step groups never pool them."""
     from trl_embodied.trainer import embodied_ppo_trainer
 
-    trainer = make_trainer(
-        tmp_path,
-        tokenizer,
-        env=DoorEnv,
-        advantage_estimator="gigpo",
-        group_size=2,
-        rollout_steps=24,
-        history_length=2,
-    )
-    trainer.slots = trainer._make_slots()
-    rollout = trainer._play(24)
+    trainer, rollout = played_rollout(tmp_path, tokenizer, advantage_estimator="gigpo", history_length=2)
     anchored = []
     real = embodied_ppo_trainer.group_advantages
     monkeypatch.setattr(

@@ -224,12 +224,11 @@ def train_twosome(
         trainer.evaluate()
     history = [{"env_steps": 0, **before}] + [dict(row) for row in trainer.state.log_history]
     iterations = [row for row in history if "time/scoring_seconds" in row]
-    seconds_per_iteration = {
-        key: float(
-            np.mean([row[f"time/{key}_seconds"] for row in iterations if f"time/{key}_seconds" in row])
-        )
-        for key in ("scoring", "env", "update")
-    }
+    seconds_per_iteration = {}
+    for key in ("scoring", "env", "update"):  # None where no row logged it (the update time is logged a
+        # rollout later, so a run of one iteration has none)
+        measured = [row[f"time/{key}_seconds"] for row in iterations if f"time/{key}_seconds" in row]
+        seconds_per_iteration[key] = float(np.mean(measured)) if measured else None
     record = {
         "history": history,
         "wall_seconds": earlier_seconds + time.perf_counter() - start,

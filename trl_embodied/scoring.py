@@ -164,6 +164,21 @@ def memoized_states(
     return [cache[states[i]] for i in inverse.tolist()]
 
 
+def _in_slices(
+    function: Callable[..., torch.Tensor], tensors: Sequence[torch.Tensor], size: int
+) -> torch.Tensor:
+    """``function(*tensors)`` computed ``size`` rows at a time and concatenated; with gradients each slice is
+    checkpointed (its activations recomputed in backward), so only one slice's are held at once."""
+    pieces = []
+    for start in range(0, tensors[0].shape[0], size):
+        piece = [tensor[start : start + size] for tensor in tensors]
+        if torch.is_grad_enabled():
+            pieces.append(torch.utils.checkpoint.checkpoint(function, *piece, use_reentrant=False))
+        else:
+            pieces.append(function(*piece))
+    return torch.cat(pieces) if pieces else function(*tensors)
+
+
 @dataclass
 class _Batch:
     """A packed batch of ``S`` states in ``R`` rows, ``[prompt][a_1]...[a_k]`` each, right-padded to ``L``:
@@ -373,8 +388,8 @@ class ActionScorer:
 
         Unchunked, the rows go through the decoder together. With ``max_actions_per_forward`` they go in
         groups of at most :data:`TOKENS_PER_CHUNKED_FORWARD` padded tokens (at least one row), and with
-        gradients each group is checkpointed (its activations recomputed in backward), so neither scoring
-        nor an update holds more than one group's activations, however many actions the states offer."""
+        gradients each group is checkpointed (its activations recomputed in backward), so the decoder's
+        activations are held one group at a time."""
         embeddings = self.decoder.get_input_embeddings()
         device, dtype = embeddings.weight.device, embeddings.weight.dtype
         if not dtype.is_floating_point:  # quantized embeddings: the compute dtype is the LM head's
@@ -393,15 +408,7 @@ class ActionScorer:
         inputs = (batch.input_ids.to(device), batch.segments.to(device), batch.position_ids.to(device))
         if self.max_actions_per_forward is None:
             return decode(*inputs)
-        rows_per_group = max(1, TOKENS_PER_CHUNKED_FORWARD // inputs[0].shape[1])
-        groups = []
-        for start in range(0, inputs[0].shape[0], rows_per_group):
-            group = [tensor[start : start + rows_per_group] for tensor in inputs]
-            if torch.is_grad_enabled():
-                groups.append(torch.utils.checkpoint.checkpoint(decode, *group, use_reentrant=False))
-            else:
-                groups.append(decode(*group))
-        return torch.cat(groups)
+        return _in_slices(decode, inputs, max(1, TOKENS_PER_CHUNKED_FORWARD // inputs[0].shape[1]))
 
     # -- scoring -------------------------------------------------------------------------------------
     def score(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> ActionScores:
@@ -463,17 +470,7 @@ class ActionScorer:
 
         if self.max_actions_per_forward is None:
             return logprobs(hidden, target)
-        pieces = []
-        for start in range(0, hidden.shape[0], TOKENS_PER_CHUNKED_FORWARD):
-            piece = (
-                hidden[start : start + TOKENS_PER_CHUNKED_FORWARD],
-                target[start : start + TOKENS_PER_CHUNKED_FORWARD],
-            )
-            if torch.is_grad_enabled():
-                pieces.append(torch.utils.checkpoint.checkpoint(logprobs, *piece, use_reentrant=False))
-            else:
-                pieces.append(logprobs(*piece))
-        return torch.cat(pieces) if pieces else hidden.new_zeros(0)
+        return _in_slices(logprobs, (hidden, target), TOKENS_PER_CHUNKED_FORWARD)
 
     def prompt_hidden(self, prompts: Sequence[str]) -> torch.Tensor:
         """``[B, H]`` the last hidden state at each prompt's last token, without scoring any action; each

@@ -32,10 +32,10 @@ def greedy_trace(model, env_id: str, history_length: int = 0, steps: int = 8) ->
     """The trained policy's first greedy episode on ``env_id``, its first ``steps`` decisions: the action
     and its probability. It shows where greedy play loops (without history in the prompt the policy has
     no memory: the same state brings the same argmax)."""
-    from trl_embodied import ActionHistory, make_env
+    from trl_embodied.envs.core import with_history
     from trl_embodied.evaluation import play_episodes
 
-    env = (lambda: ActionHistory(make_env(env_id), history_length)) if history_length else env_id
+    env = with_history(env_id, history_length) if history_length else env_id
     (episode,), _ = play_episodes(
         model.scorer, env, 1, greedy=True, seed=10_000, record_steps=True, progress=False
     )

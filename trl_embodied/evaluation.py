@@ -381,14 +381,14 @@ def compare_zero_shot(
     Returns:
         One row per env: ``{"env", "zero_shot": EvaluationResult, "trained": EvaluationResult}``.
     """
-    from trl_embodied.envs import ActionHistory, make_env
+    from trl_embodied.envs.core import with_history
 
     def play(env_id: str) -> EvaluationResult:
         # Both runs of an env replay the same episodes (env seeds) and, when sampling, the same draws.
         generator = torch.Generator().manual_seed(seed)
         return evaluate_policy(
             model.scorer,
-            (lambda: ActionHistory(make_env(env_id), history_length)) if history_length else env_id,
+            with_history(env_id, history_length) if history_length else env_id,
             episodes,
             greedy=greedy,
             no_repeat=no_repeat,

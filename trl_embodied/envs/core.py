@@ -41,6 +41,7 @@ Two ways to build one:
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
@@ -497,3 +498,17 @@ class ActionHistory(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.env.get_wrapper_attr("load_state_dict")(state["env"])
         self.history, self._valid_actions = list(state["history"]), list(state["valid_actions"])
+
+
+def with_history(env: str | Callable[[], gymnasium.Env], history_length: int) -> Callable[[], gymnasium.Env]:
+    """A factory of ``env`` (a gymnasium id or a factory) wrapped in :class:`ActionHistory`; a picklable
+    partial, so vector envs and processes can take it."""
+    if isinstance(env, str):
+        from trl_embodied.envs.registration import make_env  # registration imports this module
+
+        env = functools.partial(make_env, env)
+    return functools.partial(_make_with_history, env, history_length)
+
+
+def _make_with_history(factory: Callable[[], gymnasium.Env], history_length: int) -> ActionHistory:
+    return ActionHistory(factory(), history_length)

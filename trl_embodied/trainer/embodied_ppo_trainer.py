@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 from transformers.utils import logging
 from trl.trainer.base_trainer import _BaseTrainer
 
-from trl_embodied.envs.core import ActionHistory
+from trl_embodied.envs.core import with_history
 from trl_embodied.envs.registration import make_env
 from trl_embodied.evaluation import evaluate_policy
 from trl_embodied.modeling import (
@@ -144,16 +144,6 @@ def incomplete_checkpoint(checkpoint: Path) -> str | None:
     except (OSError, ValueError):
         return "no readable trainer_state.json"
     return None
-
-
-def with_history(env: str | Callable[[], gymnasium.Env], history_length: int) -> Callable[[], gymnasium.Env]:
-    """A factory of ``env`` (a gymnasium id or a factory) wrapped in :class:`ActionHistory`."""
-    factory = functools.partial(make_env, env) if isinstance(env, str) else env
-    return functools.partial(_make_with_history, factory, history_length)
-
-
-def _make_with_history(factory: Callable[[], gymnasium.Env], history_length: int) -> gymnasium.Env:
-    return ActionHistory(factory(), history_length)
 
 
 def _identity(batch):

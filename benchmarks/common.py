@@ -151,7 +151,7 @@ def train_twosome(
     import torch
     from transformers import TrainerCallback
 
-    from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
+    from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer, StopAtSuccessCallback
     from trl_embodied.trainer.embodied_ppo_trainer import last_complete_checkpoint
 
     saving = {}
@@ -195,10 +195,9 @@ def train_twosome(
             print(
                 f"  {trainer._env_steps} steps: greedy success {metrics['eval_success_rate']:.2f}", flush=True
             )
-            if stop_at_target and metrics["eval_success_rate"] >= TARGET:
-                control.should_training_stop = True
 
-    trainer = EmbodiedPPOTrainer(model=model, args=args, callbacks=[EvaluateEvery()])
+    callbacks = [EvaluateEvery()] + ([StopAtSuccessCallback(TARGET)] if stop_at_target else [])
+    trainer = EmbodiedPPOTrainer(model=model, args=args, callbacks=callbacks)
     start = time.perf_counter()
     resume = last_complete_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     # train() starts a fresh log history: the evaluation before training is kept apart (on disk for a resume).

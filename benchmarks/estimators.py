@@ -24,13 +24,11 @@ from pathlib import Path
 from common import (
     TARGET,
     add_learning_arguments,
-    final_greedy_success,
     learning_settings,
-    steps_to_target,
     train_twosome,
     write_json,
 )
-from sample_efficiency import TASKS
+from sample_efficiency import TASKS, method_figures
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "estimators"
@@ -46,15 +44,7 @@ def report() -> dict:
         for path in sorted(task_dir.glob("*.json")):
             record = json.loads(path.read_text())
             records.setdefault(record["estimator"], []).append(record)
-        rows = {}
-        for estimator, runs in records.items():
-            rows[estimator] = {
-                "seeds": [r["seed"] for r in runs],
-                "steps_to_target": [steps_to_target(r["history"]) for r in runs],
-                "final_greedy_success": [final_greedy_success(r["history"]) for r in runs],
-                "wall_seconds": [r["wall_seconds"] for r in runs],
-                "budget_env_steps": [r["total_env_steps"] for r in runs],
-            }
+        rows = {estimator: method_figures(runs) for estimator, runs in records.items()}
         gae = rows.get("gae")
         for estimator, row in rows.items():
             if estimator == "gae" or gae is None:

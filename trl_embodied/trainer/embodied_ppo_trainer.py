@@ -474,7 +474,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             raise RuntimeError(
                 f"{where}: {error}. With on_env_error='reset' the episode is cut and the environment rebuilt."
             ) from error
-        slot.errors_in_a_row = getattr(slot, "errors_in_a_row", 0) + 1
+        slot.errors_in_a_row += 1
         if slot.errors_in_a_row > self.args.max_env_errors:
             raise RuntimeError(
                 f"{where}: {slot.errors_in_a_row} errors in a row from this environment (max_env_errors="

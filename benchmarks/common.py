@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import platform
+import subprocess
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -55,6 +56,22 @@ def write_json(path: Path, data: Any, indent: int = 2) -> Path:
     os.replace(handle.name, path)
     print(f"wrote {path}", flush=True)
     return path
+
+
+def code_version() -> str | None:
+    """The commit the benchmark ran on (``git describe --always --dirty``: ``-dirty`` where the working tree
+    had changes), so a record says which trainer measured it; None outside a git checkout."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return described.stdout.strip() or None
 
 
 def isolated(function, *job) -> Any:
@@ -239,6 +256,7 @@ def train_twosome(
         "gamma": args.gamma,
         **({"model": model} if model is not None else {}),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU",
+        "code_version": code_version(),
     }
     return trainer, record
 

@@ -7,7 +7,7 @@ import torch
 
 import trl_embodied.scoring
 from trl_embodied import ActionScorer, memoized_states
-from trl_embodied.scoring import naive_action_logprobs
+from trl_embodied.scoring import _groups_by_length, naive_action_logprobs
 
 from .conftest import build_gpt2, build_llama
 
@@ -232,6 +232,14 @@ def test_memoized_states_computes_only_unseen_distinct_states():
     ]
 
 
+def test_chunked_rows_are_grouped_by_length_within_the_token_budget():
+    """Rows go through the decoder longest first, each group padded to its own longest row: rows x that
+    length stays within the budget, and a row longer than the budget goes alone."""
+    groups = _groups_by_length(torch.tensor([3, 10, 4, 9, 2]), tokens_per_group=20)
+    assert [g.tolist() for g in groups] == [[1, 3], [2, 0, 4]]
+    assert [g.tolist() for g in _groups_by_length(torch.tensor([30, 5, 6]), 20)] == [[0], [2, 1]]
+
+
 @pytest.mark.parametrize("chunk", [1, 4, 16])
 def test_chunks_of_actions_give_the_unchunked_scores_and_gradients(tokenizer, task_batch, chunk, monkeypatch):
     """max_actions_per_forward scores a state's actions in several sequences, a few per forward and
@@ -251,6 +259,8 @@ def test_chunks_of_actions_give_the_unchunked_scores_and_gradients(tokenizer, ta
     assert len(rows) > 1 and all(
         r * length <= max(64, length) for r, length in zip(rows, lengths, strict=True)
     )
+    # each group cut to its own longest row: fewer padded tokens than every row at the batch's longest
+    assert sum(r * length for r, length in zip(rows, lengths, strict=True)) < sum(rows) * max(lengths)
     torch.testing.assert_close(chunked.logprobs, whole.logprobs, atol=1e-4, rtol=0)
     torch.testing.assert_close(chunked.hidden, whole.hidden, atol=1e-5, rtol=0)
     assert torch.equal(chunked.mask, whole.mask)

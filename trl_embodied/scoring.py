@@ -164,19 +164,41 @@ def memoized_states(
     return [cache[states[i]] for i in inverse.tolist()]
 
 
+def _in_groups(
+    function: Callable[..., torch.Tensor], tensors: Sequence[torch.Tensor], groups: Sequence[Any]
+) -> list[torch.Tensor]:
+    """``function(*(tensor[rows] for tensor in tensors))`` for each ``rows`` (a slice or an index tensor) of
+    ``groups``; with gradients each call is checkpointed (its activations recomputed in backward), so only
+    one group's are held at once."""
+    outputs = []
+    for rows in groups:
+        piece = [tensor[rows] for tensor in tensors]
+        if torch.is_grad_enabled():
+            outputs.append(torch.utils.checkpoint.checkpoint(function, *piece, use_reentrant=False))
+        else:
+            outputs.append(function(*piece))
+    return outputs
+
+
 def _in_slices(
     function: Callable[..., torch.Tensor], tensors: Sequence[torch.Tensor], size: int
 ) -> torch.Tensor:
-    """``function(*tensors)`` computed ``size`` rows at a time and concatenated; with gradients each slice is
-    checkpointed (its activations recomputed in backward), so only one slice's are held at once."""
-    pieces = []
-    for start in range(0, tensors[0].shape[0], size):
-        piece = [tensor[start : start + size] for tensor in tensors]
-        if torch.is_grad_enabled():
-            pieces.append(torch.utils.checkpoint.checkpoint(function, *piece, use_reentrant=False))
+    """``function(*tensors)`` computed ``size`` rows at a time and concatenated (see :func:`_in_groups`)."""
+    slices = [slice(start, start + size) for start in range(0, tensors[0].shape[0], size)]
+    return torch.cat(_in_groups(function, tensors, slices)) if slices else function(*tensors)
+
+
+def _groups_by_length(lengths: torch.Tensor, tokens_per_group: int) -> list[torch.Tensor]:
+    """``[R]`` row lengths -> row indices in groups whose padded size (rows x the group's longest row) stays
+    within ``tokens_per_group``, a longer row alone. Rows go longest first, so a group's rows are of about
+    the same length and it pads them to that, not to the batch's longest."""
+    groups: list[list[int]] = []
+    for row in torch.argsort(lengths, descending=True, stable=True).tolist():
+        if groups and (len(groups[-1]) + 1) * int(lengths[groups[-1][0]]) <= tokens_per_group:
+            groups[-1].append(row)
         else:
-            pieces.append(function(*piece))
-    return torch.cat(pieces) if pieces else function(*tensors)
+            groups.append([row])
+    return [torch.tensor(group, dtype=torch.long) for group in groups]
 
 
 @dataclass
@@ -387,9 +409,10 @@ class ActionScorer:
         """``[R, L, H]`` the decoder's last hidden states (after its final norm) on the packed batch.
 
         Unchunked, the rows go through the decoder together. With ``max_actions_per_forward`` they go in
-        groups of at most :data:`TOKENS_PER_CHUNKED_FORWARD` padded tokens (at least one row), and with
-        gradients each group is checkpointed (its activations recomputed in backward), so the decoder's
-        activations are held one group at a time."""
+        groups of rows of similar length, each padded to its longest and holding at most
+        :data:`TOKENS_PER_CHUNKED_FORWARD` padded tokens (at least one row), and with gradients each group
+        is checkpointed (its activations recomputed in backward), so the decoder's activations are held one
+        group at a time."""
         embeddings = self.decoder.get_input_embeddings()
         device, dtype = embeddings.weight.device, embeddings.weight.dtype
         if not dtype.is_floating_point:  # quantized embeddings: the compute dtype is the LM head's
@@ -408,7 +431,23 @@ class ActionScorer:
         inputs = (batch.input_ids.to(device), batch.segments.to(device), batch.position_ids.to(device))
         if self.max_actions_per_forward is None:
             return decode(*inputs)
-        return _in_slices(decode, inputs, max(1, TOKENS_PER_CHUNKED_FORWARD // inputs[0].shape[1]))
+
+        def decode_trimmed(
+            input_ids: torch.Tensor, segments: torch.Tensor, position_ids: torch.Tensor
+        ) -> torch.Tensor:
+            """A group's rows cut to its longest (rows are right-padded), decoded, padded back to ``L``."""
+            width = int((segments >= 0).sum(-1).max())
+            hidden = decode(input_ids[:, :width], segments[:, :width], position_ids[:, :width])
+            return nn.functional.pad(hidden, (0, 0, 0, input_ids.shape[1] - width))
+
+        # Rows of about the same length go together: the batch pads every row to its longest, and a group's
+        # cost (attention's quadratically) is in its padded length.
+        groups = [
+            rows.to(device)
+            for rows in _groups_by_length((batch.segments >= 0).sum(-1), TOKENS_PER_CHUNKED_FORWARD)
+        ]
+        hidden = torch.cat(_in_groups(decode_trimmed, inputs, groups))
+        return hidden[torch.argsort(torch.cat(groups))]  # back to the batch's row order
 
     # -- scoring -------------------------------------------------------------------------------------
     def score(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> ActionScores:

@@ -351,9 +351,21 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         processing_class = processing_class or model.tokenizer
         model.scorer.reuse_states = args.reuse_states  # in the update's minibatches
         model.scorer.max_actions_per_forward = args.max_actions_per_forward
-        if args.gradient_checkpointing:
+        # transformers 5 renamed it activation_checkpointing (gradient_checkpointing sets it too)
+        checkpointing = args.gradient_checkpointing or getattr(args, "activation_checkpointing", False)
+        if checkpointing and args.max_actions_per_forward is not None:
+            warnings.warn(
+                "gradient_checkpointing=True is ignored with max_actions_per_forward: the chunked scorer "
+                "checkpoints its own groups of rows and reads each prompt's keys and values, which the model's "
+                "gradient checkpointing would drop.",
+                stacklevel=2,
+            )
+        elif checkpointing:
             model.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            args.gradient_checkpointing = False  # done here: the Trainer would look for it on the wrapper
+        # Handled here: the Trainer would look for it on the wrapper, which has no such method.
+        args.gradient_checkpointing = False
+        if hasattr(args, "activation_checkpointing"):
+            args.activation_checkpointing = False
 
         self.env_factories = self._env_factories(env, train_dataset, args)
         # By default evaluation plays the training task with the same env_kwargs (a game file, an option).

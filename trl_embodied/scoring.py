@@ -166,6 +166,45 @@ def memoized_states(
     return [cache[states[i]] for i in inverse.tolist()]
 
 
+def action_token_ids(
+    tokenizer, prompt: str, actions: Sequence[str]
+) -> tuple[list[int], list[list[int]], list[str]]:
+    """The prompt's token ids, each action's token ids as they follow the prompt (the tokens of
+    ``prompt + " " + action`` beyond the prompt's own), and the actions whose tokens merge across that
+    boundary, which get the standalone tokens of ``" " + action`` instead (see the module docstring)."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    if not actions:
+        return prompt_ids, [], []
+    joint = tokenizer([f"{prompt} {action}" for action in actions])["input_ids"]
+    action_ids, merged = [], []
+    for action, ids in zip(actions, joint, strict=True):
+        if ids[: len(prompt_ids)] == prompt_ids and len(ids) > len(prompt_ids):
+            action_ids.append(ids[len(prompt_ids) :])
+        else:
+            merged.append(action)
+            action_ids.append(tokenizer(f" {action}", add_special_tokens=False)["input_ids"])
+    return prompt_ids, action_ids, merged
+
+
+def check_batch(prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> None:
+    """Raise naming the environment for a batch no scorer can score: mismatched lengths, no prompts, a
+    non-str prompt, or an action list that is a str, empty, duplicated or not of str."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of str (one per environment), got a single str.")
+    if len(prompts) != len(actions):
+        raise ValueError(
+            f"got {len(prompts)} prompts but {len(actions)} action lists; pass one action list per prompt."
+        )
+    if not prompts:
+        raise ValueError("got no prompts; pass at least one environment.")
+    for index, (prompt, env_actions) in enumerate(zip(prompts, actions, strict=True)):
+        if not isinstance(prompt, str):
+            raise TypeError(f"environment {index}: the prompt must be a str, got {type(prompt).__name__}.")
+        if isinstance(env_actions, str):
+            raise TypeError(f"environment {index}: actions must be a list of str, got a single str.")
+        check_valid_actions(env_actions, sys.maxsize, f"environment {index}")
+
+
 def _in_groups(
     function: Callable[..., Any],
     tensors: Sequence[torch.Tensor],
@@ -249,6 +288,31 @@ def _normalize(
     return logprobs / count.clamp(min=1).to(logprobs.dtype)
 
 
+def action_scores(
+    logprobs: torch.Tensor,
+    num_tokens: torch.Tensor,
+    hidden: torch.Tensor,
+    actions: Sequence[Sequence[str]],
+    normalization: Normalization,
+) -> ActionScores:
+    """:class:`ActionScores` from ``[B, K]`` joint log-probabilities and token counts (0 at padding):
+    normalized as ``normalization`` says, after a check that every real action's log-probability is finite
+    (a ValueError naming the environment and action otherwise)."""
+    mask = num_tokens > 0
+    bad = (~torch.isfinite(logprobs) & mask).nonzero().tolist()
+    if bad:
+        where = ", ".join(f"environment {b} action {actions[b][i]!r}" for b, i in bad[:5])
+        raise ValueError(
+            f"non-finite log-probabilities for {where}: the model produced NaN or inf (an fp16 overflow, "
+            "say). Load it in float32 or bfloat16."
+        )
+    num_words = torch.zeros_like(num_tokens)
+    for b, env_actions in enumerate(actions):
+        num_words[b, : len(env_actions)] = torch.tensor([len(a.split()) for a in env_actions])
+    scores = _normalize(logprobs, num_tokens, num_words, normalization).masked_fill(~mask, float("-inf"))
+    return ActionScores(logprobs=logprobs, scores=scores, mask=mask, num_tokens=num_tokens, hidden=hidden)
+
+
 class ActionScorer:
     """Score every valid action of a batch of environments with a causal LM, prefix-shared.
 
@@ -305,42 +369,15 @@ class ActionScorer:
     # -- tokenization --------------------------------------------------------------------------------
     def _tokenize_uncached(self, prompt: str, actions: tuple[str, ...]) -> tuple[list[int], list[list[int]]]:
         """The prompt's token ids and each action's token ids as they follow the prompt."""
-        prompt_ids = self.tokenizer(prompt)["input_ids"]
-        if not actions:
-            return prompt_ids, []
-        joint = self.tokenizer([f"{prompt} {action}" for action in actions])["input_ids"]
-        action_ids = []
-        for action, ids in zip(actions, joint, strict=True):
-            if ids[: len(prompt_ids)] == prompt_ids and len(ids) > len(prompt_ids):
-                action_ids.append(ids[len(prompt_ids) :])
-                continue
-            if not self._warned_boundary:
-                warnings.warn(
-                    f"the tokenizer merges tokens across the prompt/action boundary (action {action!r}); "
-                    "scoring the standalone tokens of ' ' + action after the prompt's own tokens.",
-                    stacklevel=4,
-                )
-                self._warned_boundary = True
-            action_ids.append(self.tokenizer(f" {action}", add_special_tokens=False)["input_ids"])
-        return prompt_ids, action_ids
-
-    def _check(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> None:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a list of str (one per environment), got a single str.")
-        if len(prompts) != len(actions):
-            raise ValueError(
-                f"got {len(prompts)} prompts but {len(actions)} action lists; pass one action list per prompt."
+        prompt_ids, action_ids, merged = action_token_ids(self.tokenizer, prompt, actions)
+        if merged and not self._warned_boundary:
+            warnings.warn(
+                f"the tokenizer merges tokens across the prompt/action boundary (action {merged[0]!r}); "
+                "scoring the standalone tokens of ' ' + action after the prompt's own tokens.",
+                stacklevel=4,
             )
-        if not prompts:
-            raise ValueError("got no prompts; pass at least one environment.")
-        for index, (prompt, env_actions) in enumerate(zip(prompts, actions, strict=True)):
-            if not isinstance(prompt, str):
-                raise TypeError(
-                    f"environment {index}: the prompt must be a str, got {type(prompt).__name__}."
-                )
-            if isinstance(env_actions, str):
-                raise TypeError(f"environment {index}: actions must be a list of str, got a single str.")
-            check_valid_actions(env_actions, sys.maxsize, f"environment {index}")
+            self._warned_boundary = True
+        return prompt_ids, action_ids
 
     # -- packing -------------------------------------------------------------------------------------
     def _pack(
@@ -610,7 +647,7 @@ class ActionScorer:
             action list, mismatched lengths, a prompt longer than the model's context, or non-finite
             log-probabilities.
         """
-        self._check(prompts, actions)
+        check_batch(prompts, actions)
         states, inverse, first_rows = unique_states(prompts, actions, self.reuse_states)
         batch = self._pack([prompt for prompt, _ in states], [list(acts) for _, acts in states], first_rows)
         table = self._hidden_table(batch)
@@ -627,17 +664,7 @@ class ActionScorer:
         logprobs = logprobs.view(len(states), batch.max_actions)[rows]
         prompt_hidden = prompt_hidden[rows]
         num_tokens = batch.num_tokens.to(device)[rows]
-        mask = num_tokens > 0
-        num_words = torch.zeros_like(num_tokens)
-        for b, env_actions in enumerate(actions):
-            num_words[b, : len(env_actions)] = torch.tensor([len(a.split()) for a in env_actions])
-        self._check_finite(logprobs, mask, actions)
-        scores = _normalize(logprobs, num_tokens, num_words, self.normalization).masked_fill(
-            ~mask, float("-inf")
-        )
-        return ActionScores(
-            logprobs=logprobs, scores=scores, mask=mask, num_tokens=num_tokens, hidden=prompt_hidden
-        )
+        return action_scores(logprobs, num_tokens, prompt_hidden, actions, self.normalization)
 
     def _token_logprobs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[N]`` log p(target | hidden) of the action tokens, through the LM head. Its logits are ``[N, V]``
@@ -660,16 +687,6 @@ class ActionScorer:
         batch = self._pack([prompt for prompt, _ in states], [[] for _ in states])
         table = self._hidden_table(batch)
         return table[batch.prompt_last.to(table.device)][inverse.to(table.device)]
-
-    @staticmethod
-    def _check_finite(logprobs: torch.Tensor, mask: torch.Tensor, actions: Sequence[Sequence[str]]) -> None:
-        bad = (~torch.isfinite(logprobs) & mask).nonzero().tolist()
-        if bad:
-            where = ", ".join(f"environment {b} action {actions[b][i]!r}" for b, i in bad[:5])
-            raise ValueError(
-                f"non-finite log-probabilities for {where}: the model produced NaN or inf (an fp16 overflow, "
-                "say). Load it in float32 or bfloat16."
-            )
 
 
 def naive_action_logprobs(

@@ -106,6 +106,8 @@ def trainable_state(trainer) -> dict[str, torch.Tensor]:
         ),
         ({"target_kl": 0.0}, "target_kl=0.0"),
         ({"gamma": 1.5}, "gamma=1.5"),
+        ({"vllm_mode": "server"}, "vllm_mode='server' is not supported; use 'colocate'"),
+        ({"vllm_gpu_memory_utilization": 0.0}, r"vllm_gpu_memory_utilization=0.0; use a share in \(0, 1\]"),
     ],
 )
 def test_invalid_configs_fail_early(tmp_path, overrides, message):

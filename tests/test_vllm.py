@@ -88,3 +88,36 @@ def test_vllm_scores_the_policy_whose_weights_it_was_last_given(llm, states):
             parameter.data.mul_(-1.0)
     scorer.sync_weights(policy)
     torch.testing.assert_close(scorer.score(*states).logprobs, second.logprobs, atol=1e-4, rtol=0)
+
+
+def test_training_with_vllm_rollouts_scores_with_the_updated_policy(tmp_path, states):
+    """use_vllm=True: the rollout's actions are scored by the colocated engine, the update runs in the
+    Trainer, and after training the engine's policy is the trained one (synced at the next scoring)."""
+    from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
+
+    args = EmbodiedPPOConfig(
+        output_dir=str(tmp_path),
+        env_id="trl_embodied/Overcooked-TomatoSalad-v0",
+        use_vllm=True,
+        vllm_gpu_memory_utilization=0.1,
+        vllm_max_model_length=2048,
+        num_envs=2,
+        rollout_steps=4,
+        total_env_steps=16,
+        per_device_train_batch_size=4,
+        learning_rate=2e-2,  # large steps: the trained policy must differ from the base one measurably
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+    )
+    trainer = EmbodiedPPOTrainer(args=args)
+    trainer.train()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with torch.no_grad():
+        trained = model.scorer.score(*states).log_policy
+        with model.policy.disable_adapter():
+            untrained = model.scorer.score(*states).log_policy
+    assert (trained - untrained)[trained.isfinite()].abs().max() > 1e-3
+    probs = trainer.current_policy()(*states)  # through the engine, synced to the last optimizer step
+    torch.testing.assert_close(probs, trained.exp(), atol=1e-4, rtol=0)
+    assert trainer._vllm_synced_step == trainer.state.global_step > 0

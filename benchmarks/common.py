@@ -59,19 +59,21 @@ def write_json(path: Path, data: Any, indent: int = 2) -> Path:
 
 
 def code_version() -> str | None:
-    """The commit the benchmark ran on (``git describe --always --dirty``: ``-dirty`` where the working tree
-    had changes), so a record says which trainer measured it; None outside a git checkout."""
+    """The commit the benchmark ran on, with ``-dirty`` where the working tree's code differed from it (the
+    result files that benchmarks write do not count), so a record says which trainer measured it; None
+    outside a git checkout."""
+
+    def git(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *arguments], cwd=Path(__file__).parent, capture_output=True, text=True)
+
     try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("diff", "--quiet", "HEAD", "--", ":/", ":(exclude,top)benchmarks/results")
+    except OSError:
         return None
-    return described.stdout.strip() or None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("-dirty" if changed.returncode == 1 else "")
 
 
 def isolated(function, *job) -> Any:

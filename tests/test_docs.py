@@ -36,15 +36,16 @@ SMALL_BUDGETS = [
         '"trl_embodied/Overcooked-TomatoSalad-v0", 2, greedy=True)',
     ),
 ]
-# Blocks that need a model from the Hub run nowhere offline; they are named here, not silently passed.
-NEEDS_THE_HUB = ('"Qwen/Qwen3-0.6B"',)
+# Blocks that cannot run here are named, not silently passed: a model from the Hub (offline), and vLLM
+# (its own venv: tests/test_vllm.py covers the same calls).
+RUN_ELSEWHERE = ('"Qwen/Qwen3-0.6B"', "from vllm import")
 # The Trainer's end-of-training summary (train_runtime, train_loss, ...) and bookkeeping, not metrics.
 NOT_METRICS = re.compile(r"^(train_\w+|total_flos|step)$")
 
 
 def page_program(page: str) -> str:
     blocks = BLOCK.findall((ROOT / page).read_text())
-    program = "\n".join(b for b in blocks if not any(m in b for m in NEEDS_THE_HUB))
+    program = "\n".join(b for b in blocks if not any(m in b for m in RUN_ELSEWHERE))
     for old, new in SMALL_BUDGETS:
         program = program.replace(old, new)
     return program

@@ -7,7 +7,7 @@ import torch
 
 import trl_embodied.scoring
 from trl_embodied import ActionScorer, memoized_states
-from trl_embodied.scoring import naive_action_logprobs
+from trl_embodied.scoring import _groups_by_length, naive_action_logprobs
 
 from .conftest import build_gpt2, build_llama
 
@@ -232,11 +232,39 @@ def test_memoized_states_computes_only_unseen_distinct_states():
     ]
 
 
+def test_chunks_read_the_prompt_cache_of_a_model_with_absolute_positions(tokenizer, task_batch):
+    """GPT-2 (learned absolute positions, its own attention and cache classes) gives the unchunked scores."""
+    model = build_gpt2(len(tokenizer))
+    whole = ActionScorer(model, tokenizer).score(*task_batch)
+    chunked = ActionScorer(model, tokenizer, max_actions_per_forward=3).score(*task_batch)
+    torch.testing.assert_close(chunked.logprobs, whole.logprobs, atol=1e-4, rtol=0)
+    torch.testing.assert_close(chunked.hidden, whole.hidden, atol=1e-5, rtol=0)
+
+
+def test_chunks_refuse_the_models_gradient_checkpointing_by_name(tokenizer, task_batch):
+    model = build_llama(len(tokenizer))
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    scorer = ActionScorer(model, tokenizer, max_actions_per_forward=4)
+    with torch.no_grad():  # without gradients nothing is checkpointed: allowed
+        scorer.score(*task_batch)
+    with pytest.raises(ValueError, match="gradient_checkpointing_disable"):
+        scorer.score(*task_batch)
+
+
+def test_chunked_rows_are_grouped_by_length_within_the_token_budget():
+    """Rows go through the decoder longest first, each group padded to its own longest row: rows x that
+    length stays within the budget, and a row longer than the budget goes alone."""
+    groups = _groups_by_length(torch.tensor([3, 10, 4, 9, 2]), tokens_per_group=20)
+    assert [g.tolist() for g in groups] == [[1, 3], [2, 0, 4]]
+    assert [g.tolist() for g in _groups_by_length(torch.tensor([30, 5, 6]), 20)] == [[0], [2, 1]]
+
+
 @pytest.mark.parametrize("chunk", [1, 4, 16])
 def test_chunks_of_actions_give_the_unchunked_scores_and_gradients(tokenizer, task_batch, chunk, monkeypatch):
-    """max_actions_per_forward scores a state's actions in several sequences, a few per forward and
-    checkpointed with gradients (bounded memory): log-probs, the prompt's hidden state and the gradients
-    equal one sequence per state."""
+    """max_actions_per_forward encodes each prompt once and scores its actions in chunks that attend to the
+    prompt's keys and values, a few rows per forward and checkpointed with gradients (bounded memory):
+    log-probs, the prompt's hidden state and the gradients equal one sequence per state."""
     prompts, actions = task_batch  # 5, 17 and 8 actions
     model_a, model_b = build_llama(len(tokenizer)), build_llama(len(tokenizer))
     rows, lengths = count_decoder_rows(model_b), []
@@ -246,11 +274,14 @@ def test_chunks_of_actions_give_the_unchunked_scores_and_gradients(tokenizer, ta
     whole = ActionScorer(model_a, tokenizer).score(prompts, actions)
     monkeypatch.setattr(trl_embodied.scoring, "TOKENS_PER_CHUNKED_FORWARD", 64)  # several groups here
     chunked = ActionScorer(model_b, tokenizer, max_actions_per_forward=chunk).score(prompts, actions)
-    # ceil(k / chunk) sequences per state, through the decoder in groups of a bounded number of tokens
-    assert sum(rows) == sum(-(-len(a) // chunk) for a in actions)
+    # each prompt once, then ceil(k / chunk) rows of actions per state reading its keys and values, through
+    # the decoder in groups of a bounded number of tokens
+    assert sum(rows) == len(prompts) + sum(-(-len(a) // chunk) for a in actions)
     assert len(rows) > 1 and all(
         r * length <= max(64, length) for r, length in zip(rows, lengths, strict=True)
     )
+    # each group cut to its own longest row: fewer padded tokens than every row at the batch's longest
+    assert sum(r * length for r, length in zip(rows, lengths, strict=True)) < sum(rows) * max(lengths)
     torch.testing.assert_close(chunked.logprobs, whole.logprobs, atol=1e-4, rtol=0)
     torch.testing.assert_close(chunked.hidden, whole.hidden, atol=1e-5, rtol=0)
     assert torch.equal(chunked.mask, whole.mask)

@@ -106,6 +106,8 @@ def trainable_state(trainer) -> dict[str, torch.Tensor]:
         ),
         ({"target_kl": 0.0}, "target_kl=0.0"),
         ({"gamma": 1.5}, "gamma=1.5"),
+        ({"vllm_mode": "server"}, "vllm_mode='server' is not supported; use 'colocate'"),
+        ({"vllm_gpu_memory_utilization": 0.0}, r"vllm_gpu_memory_utilization=0.0; use a share in \(0, 1\]"),
     ],
 )
 def test_invalid_configs_fail_early(tmp_path, overrides, message):
@@ -415,11 +417,32 @@ def test_without_state_reuse_the_run_is_the_same_and_every_row_is_scored(tmp_pat
         torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=1e-4)
 
 
+def test_gradient_checkpointing_is_turned_on_in_the_policy_and_trains(tmp_path, tokenizer):
+    """The Trainer would call gradient_checkpointing_enable on the actor-critic wrapper, which has none: the
+    trainer turns it on in the policy instead, and a run trains."""
+    trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, max_steps=2, gradient_checkpointing=True)
+    policy = trainer.accelerator.unwrap_model(trainer.model).policy
+    assert policy.is_gradient_checkpointing
+    before = {name: value.clone() for name, value in trainable_state(trainer).items()}
+    trainer.train()
+    assert any(not torch.equal(before[name], value) for name, value in trainable_state(trainer).items())
+
+
 def test_scoring_one_action_per_sequence_gives_the_same_run(tmp_path, tokenizer):
     plain = make_trainer(tmp_path / "plain", tokenizer, env=DoorEnv, max_steps=4)
-    chunked = make_trainer(
-        tmp_path / "chunked", tokenizer, env=DoorEnv, max_steps=4, max_actions_per_forward=1
-    )
+    # The chunked scorer checkpoints its own groups and reads each prompt's keys and values, which the
+    # model's gradient checkpointing would drop: the trainer leaves it off and says so.
+    with pytest.warns(
+        UserWarning, match="gradient_checkpointing=True is ignored with max_actions_per_forward"
+    ):
+        chunked = make_trainer(
+            tmp_path / "chunked",
+            tokenizer,
+            env=DoorEnv,
+            max_steps=4,
+            max_actions_per_forward=1,
+            gradient_checkpointing=True,
+        )
     assert chunked.accelerator.unwrap_model(chunked.model).scorer.max_actions_per_forward == 1
     plain.train()
     chunked.train()

@@ -45,6 +45,7 @@ _LAZY_NAMES = {
     "ActionScorer": "trl_embodied.scoring",
     "ActionScores": "trl_embodied.scoring",
     "memoized_states": "trl_embodied.scoring",
+    "VLLMActionScorer": "trl_embodied.vllm_scoring",
     "EmbodiedPPOConfig": "trl_embodied.trainer",
     "EmbodiedPPOTrainer": "trl_embodied.trainer",
     "collect_trajectories": "trl_embodied.trajectories",
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from trl_embodied.scoring import ActionScorer, ActionScores, memoized_states
     from trl_embodied.trainer import EmbodiedPPOConfig, EmbodiedPPOTrainer
     from trl_embodied.trajectories import collect_trajectories, to_prompt_completion
+    from trl_embodied.vllm_scoring import VLLMActionScorer
 
 
 def __getattr__(name: str):
@@ -101,6 +103,7 @@ __all__ = [
     "ActionScorer",
     "ActionScores",
     "memoized_states",
+    "VLLMActionScorer",
     "ActorCriticOutput",
     "EmbodiedActorCritic",
     "ValueHead",

@@ -30,6 +30,7 @@ differs from the scorer for that pair.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import warnings
 from collections.abc import Callable, Hashable, Sequence
@@ -39,6 +40,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.utils.checkpoint
 from torch import nn
+from transformers import DynamicCache
 
 from trl_embodied.envs.core import check_valid_actions
 
@@ -164,33 +166,112 @@ def memoized_states(
     return [cache[states[i]] for i in inverse.tolist()]
 
 
+def action_token_ids(
+    tokenizer, prompt: str, actions: Sequence[str]
+) -> tuple[list[int], list[list[int]], list[str]]:
+    """The prompt's token ids, each action's token ids as they follow the prompt (the tokens of
+    ``prompt + " " + action`` beyond the prompt's own), and the actions whose tokens merge across that
+    boundary, which get the standalone tokens of ``" " + action`` instead (see the module docstring)."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    if not actions:
+        return prompt_ids, [], []
+    joint = tokenizer([f"{prompt} {action}" for action in actions])["input_ids"]
+    action_ids, merged = [], []
+    for action, ids in zip(actions, joint, strict=True):
+        if ids[: len(prompt_ids)] == prompt_ids and len(ids) > len(prompt_ids):
+            action_ids.append(ids[len(prompt_ids) :])
+        else:
+            merged.append(action)
+            action_ids.append(tokenizer(f" {action}", add_special_tokens=False)["input_ids"])
+    return prompt_ids, action_ids, merged
+
+
+def check_batch(prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> None:
+    """Raise naming the environment for a batch no scorer can score: mismatched lengths, no prompts, a
+    non-str prompt, or an action list that is a str, empty, duplicated or not of str."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of str (one per environment), got a single str.")
+    if len(prompts) != len(actions):
+        raise ValueError(
+            f"got {len(prompts)} prompts but {len(actions)} action lists; pass one action list per prompt."
+        )
+    if not prompts:
+        raise ValueError("got no prompts; pass at least one environment.")
+    for index, (prompt, env_actions) in enumerate(zip(prompts, actions, strict=True)):
+        if not isinstance(prompt, str):
+            raise TypeError(f"environment {index}: the prompt must be a str, got {type(prompt).__name__}.")
+        if isinstance(env_actions, str):
+            raise TypeError(f"environment {index}: actions must be a list of str, got a single str.")
+        check_valid_actions(env_actions, sys.maxsize, f"environment {index}")
+
+
+def _in_groups(
+    function: Callable[..., Any],
+    tensors: Sequence[torch.Tensor],
+    groups: Sequence[Any],
+    shared: Sequence[torch.Tensor] = (),
+) -> list[Any]:
+    """``function(*(tensor[rows] for tensor in tensors), *shared)`` for each ``rows`` (a slice or an index
+    tensor) of ``groups``; with gradients each call is checkpointed (its activations recomputed in backward),
+    so only one group's are held at once."""
+    outputs = []
+    for rows in groups:
+        piece = [tensor[rows] for tensor in tensors] + list(shared)
+        if torch.is_grad_enabled():
+            outputs.append(torch.utils.checkpoint.checkpoint(function, *piece, use_reentrant=False))
+        else:
+            outputs.append(function(*piece))
+    return outputs
+
+
 def _in_slices(
     function: Callable[..., torch.Tensor], tensors: Sequence[torch.Tensor], size: int
 ) -> torch.Tensor:
-    """``function(*tensors)`` computed ``size`` rows at a time and concatenated; with gradients each slice is
-    checkpointed (its activations recomputed in backward), so only one slice's are held at once."""
-    pieces = []
-    for start in range(0, tensors[0].shape[0], size):
-        piece = [tensor[start : start + size] for tensor in tensors]
-        if torch.is_grad_enabled():
-            pieces.append(torch.utils.checkpoint.checkpoint(function, *piece, use_reentrant=False))
+    """``function(*tensors)`` computed ``size`` rows at a time and concatenated (see :func:`_in_groups`)."""
+    slices = [slice(start, start + size) for start in range(0, tensors[0].shape[0], size)]
+    return torch.cat(_in_groups(function, tensors, slices)) if slices else function(*tensors)
+
+
+def _groups_by_length(lengths: torch.Tensor, tokens_per_group: int) -> list[torch.Tensor]:
+    """``[R]`` row lengths -> row indices in groups whose padded size (rows x the group's longest row) stays
+    within ``tokens_per_group``, a longer row alone. Rows go longest first, so a group's rows are of about
+    the same length and it pads them to that, not to the batch's longest."""
+    groups: list[list[int]] = []
+    for row in torch.argsort(lengths, descending=True, stable=True).tolist():
+        if groups and (len(groups[-1]) + 1) * int(lengths[groups[-1][0]]) <= tokens_per_group:
+            groups[-1].append(row)
         else:
-            pieces.append(function(*piece))
-    return torch.cat(pieces) if pieces else function(*tensors)
+            groups.append([row])
+    return [torch.tensor(group, dtype=torch.long) for group in groups]
 
 
 @dataclass
-class _Batch:
-    """A packed batch of ``S`` states in ``R`` rows, ``[prompt][a_1]...[a_k]`` each, right-padded to ``L``:
-    one row per state, or one per chunk of its actions under ``max_actions_per_forward``."""
+class _Rows:
+    """Right-padded token rows for the decoder."""
 
     input_ids: torch.Tensor  # [R, L]
     position_ids: torch.Tensor  # [R, L]
     segments: torch.Tensor  # [R, L]: 0 prompt, i + 1 the row's action i, -1 padding
-    prompt_lengths: torch.Tensor  # [R]
-    first_row: torch.Tensor  # [S] the row of each state's first chunk (its prompt's hidden state)
-    # One entry per action token: the position whose hidden state predicts it, and what it scores.
-    token_env: torch.Tensor  # [N] the row
+
+
+@dataclass
+class _Batch:
+    """``S`` states packed for the decoder, in one of two layouts.
+
+    Packed (unchunked): one row per state, ``[prompt][a_1]...[a_k]``. With ``max_actions_per_forward``: one
+    prompt row per state, encoded once, and one row per chunk of a state's actions, ``[a_i]...[a_j]``, which
+    attends to its state's prompt through the prompt's keys and values.
+
+    The decoder's hidden states of all rows, flattened (``prompts`` first, then ``rows``), form one table
+    ``[T, H]``; ``token_source`` and ``prompt_last`` index into it.
+    """
+
+    rows: _Rows  # [R, L]
+    prompts: _Rows | None  # [S, P] in the chunked layout, else None
+    row_state: torch.Tensor  # [R] the state of each row
+    prompt_lengths: torch.Tensor  # [S]
+    prompt_last: torch.Tensor  # [S] each state's last prompt token in the table (its value's input)
+    # One entry per action token: the table entry whose hidden state predicts it, and what it scores.
     token_source: torch.Tensor  # [N]
     token_target: torch.Tensor  # [N] token ids
     token_action: torch.Tensor  # [N] flat index s * K + i: the state's action i
@@ -205,6 +286,31 @@ def _normalize(
         return logprobs
     count = num_tokens if how == "token" else num_words
     return logprobs / count.clamp(min=1).to(logprobs.dtype)
+
+
+def action_scores(
+    logprobs: torch.Tensor,
+    num_tokens: torch.Tensor,
+    hidden: torch.Tensor,
+    actions: Sequence[Sequence[str]],
+    normalization: Normalization,
+) -> ActionScores:
+    """:class:`ActionScores` from ``[B, K]`` joint log-probabilities and token counts (0 at padding):
+    normalized as ``normalization`` says, after a check that every real action's log-probability is finite
+    (a ValueError naming the environment and action otherwise)."""
+    mask = num_tokens > 0
+    bad = (~torch.isfinite(logprobs) & mask).nonzero().tolist()
+    if bad:
+        where = ", ".join(f"environment {b} action {actions[b][i]!r}" for b, i in bad[:5])
+        raise ValueError(
+            f"non-finite log-probabilities for {where}: the model produced NaN or inf (an fp16 overflow, "
+            "say). Load it in float32 or bfloat16."
+        )
+    num_words = torch.zeros_like(num_tokens)
+    for b, env_actions in enumerate(actions):
+        num_words[b, : len(env_actions)] = torch.tensor([len(a.split()) for a in env_actions])
+    scores = _normalize(logprobs, num_tokens, num_words, normalization).masked_fill(~mask, float("-inf"))
+    return ActionScores(logprobs=logprobs, scores=scores, mask=mask, num_tokens=num_tokens, hidden=hidden)
 
 
 class ActionScorer:
@@ -263,42 +369,15 @@ class ActionScorer:
     # -- tokenization --------------------------------------------------------------------------------
     def _tokenize_uncached(self, prompt: str, actions: tuple[str, ...]) -> tuple[list[int], list[list[int]]]:
         """The prompt's token ids and each action's token ids as they follow the prompt."""
-        prompt_ids = self.tokenizer(prompt)["input_ids"]
-        if not actions:
-            return prompt_ids, []
-        joint = self.tokenizer([f"{prompt} {action}" for action in actions])["input_ids"]
-        action_ids = []
-        for action, ids in zip(actions, joint, strict=True):
-            if ids[: len(prompt_ids)] == prompt_ids and len(ids) > len(prompt_ids):
-                action_ids.append(ids[len(prompt_ids) :])
-                continue
-            if not self._warned_boundary:
-                warnings.warn(
-                    f"the tokenizer merges tokens across the prompt/action boundary (action {action!r}); "
-                    "scoring the standalone tokens of ' ' + action after the prompt's own tokens.",
-                    stacklevel=4,
-                )
-                self._warned_boundary = True
-            action_ids.append(self.tokenizer(f" {action}", add_special_tokens=False)["input_ids"])
-        return prompt_ids, action_ids
-
-    def _check(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> None:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a list of str (one per environment), got a single str.")
-        if len(prompts) != len(actions):
-            raise ValueError(
-                f"got {len(prompts)} prompts but {len(actions)} action lists; pass one action list per prompt."
+        prompt_ids, action_ids, merged = action_token_ids(self.tokenizer, prompt, actions)
+        if merged and not self._warned_boundary:
+            warnings.warn(
+                f"the tokenizer merges tokens across the prompt/action boundary (action {merged[0]!r}); "
+                "scoring the standalone tokens of ' ' + action after the prompt's own tokens.",
+                stacklevel=4,
             )
-        if not prompts:
-            raise ValueError("got no prompts; pass at least one environment.")
-        for index, (prompt, env_actions) in enumerate(zip(prompts, actions, strict=True)):
-            if not isinstance(prompt, str):
-                raise TypeError(
-                    f"environment {index}: the prompt must be a str, got {type(prompt).__name__}."
-                )
-            if isinstance(env_actions, str):
-                raise TypeError(f"environment {index}: actions must be a list of str, got a single str.")
-            check_valid_actions(env_actions, sys.maxsize, f"environment {index}")
+            self._warned_boundary = True
+        return prompt_ids, action_ids
 
     # -- packing -------------------------------------------------------------------------------------
     def _pack(
@@ -307,11 +386,18 @@ class ActionScorer:
         actions: Sequence[Sequence[str]],
         env_names: Sequence[int] | None = None,
     ) -> _Batch:
-        """Pack the batch; ``env_names[b]`` is row ``b``'s environment index in the caller's batch."""
+        """Pack the batch (see :class:`_Batch`); ``env_names[b]`` is state ``b``'s environment index in the
+        caller's batch (errors name it)."""
         max_actions = max([1, *(len(a) for a in actions)])
+        chunked = self.max_actions_per_forward is not None
         chunk = self.max_actions_per_forward or max_actions
-        rows, positions, segments, prompt_lengths, first_row = [], [], [], [], []
-        token_env, token_source, token_target, token_action = [], [], [], []
+        prompt_rows: list[list[int]] = []
+        rows, positions, segments, row_state, prompt_lengths = [], [], [], [], []
+        # Where a hidden state sits, as (prompt row or row, position), until the rows' padded lengths are
+        # known: ("p", s, t) for prompt row s, ("r", r, t) for row r.
+        prompt_last: list[tuple[str, int, int]] = []
+        token_source: list[tuple[str, int, int]] = []
+        token_target, token_action = [], []
         num_tokens = torch.zeros(len(prompts), max_actions, dtype=torch.long)
         for b, (prompt, env_actions) in enumerate(zip(prompts, actions, strict=True)):
             prompt_ids, action_ids = self._tokenize(prompt, tuple(env_actions))
@@ -324,10 +410,17 @@ class ActionScorer:
                     f"the model's context of {self.max_positions} positions; shorten the prompt. Nothing is "
                     "truncated silently."
                 )
-            first_row.append(len(rows))
-            for first in range(0, max(len(action_ids), 1), chunk):  # a state without actions: one row
+            prompt_lengths.append(p)
+            if chunked:
+                prompt_rows.append(list(prompt_ids))
+                prompt_last.append(("p", b, p - 1))
+            else:
+                prompt_last.append(("r", len(rows), p - 1))
+            for first in range(0, len(action_ids), chunk):
                 r = len(rows)
-                row, pos, seg = list(prompt_ids), list(range(p)), [0] * p
+                row = [] if chunked else list(prompt_ids)
+                pos = [] if chunked else list(range(p))
+                seg = [] if chunked else [0] * p
                 for i, ids in enumerate(action_ids[first : first + chunk], start=first):
                     start = len(row)
                     row += ids
@@ -335,80 +428,206 @@ class ActionScorer:
                     seg += [i - first + 1] * len(ids)
                     # Token t of the action is predicted from the position before it: the prompt's last token
                     # for t = 0, else the action's own token t - 1.
-                    token_source += [p - 1, *range(start, start + len(ids) - 1)]
+                    token_source += [
+                        prompt_last[-1],
+                        *(("r", r, t) for t in range(start, start + len(ids) - 1)),
+                    ]
                     token_target += ids
-                    token_env += [r] * len(ids)
                     token_action += [b * max_actions + i] * len(ids)
                     num_tokens[b, i] = len(ids)
                 rows.append(row)
                 positions.append(pos)
                 segments.append(seg)
-                prompt_lengths.append(p)
-        length = max(len(r) for r in rows)
+                row_state.append(b)
+            if not action_ids and not chunked:  # a state without actions: its prompt row only
+                rows.append(list(prompt_ids))
+                positions.append(list(range(p)))
+                segments.append([0] * p)
+                row_state.append(b)
 
-        def padded(values: list[list[int]], fill: int) -> torch.Tensor:
-            return torch.tensor([v + [fill] * (length - len(v)) for v in values], dtype=torch.long)
+        def padded(values: list[list[int]], fill: int, length: int) -> torch.Tensor:
+            return torch.tensor([v + [fill] * (length - len(v)) for v in values], dtype=torch.long).view(
+                len(values), length
+            )
 
-        def flat(values: list[int]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.long)
+        def packed(ids: list[list[int]], pos: list[list[int]], seg: list[list[int]]) -> _Rows:
+            length = max([0, *(len(v) for v in ids)])
+            return _Rows(
+                padded(ids, self.pad_token_id, length), padded(pos, 0, length), padded(seg, -1, length)
+            )
+
+        prompt_block = None
+        if chunked:
+            prompt_block = packed(
+                prompt_rows, [list(range(len(v))) for v in prompt_rows], [[0] * len(v) for v in prompt_rows]
+            )
+        row_block = packed(rows, positions, segments)
+        prompt_width, row_width = (
+            (prompt_block.input_ids.shape[1] if prompt_block else 0),
+            row_block.input_ids.shape[1],
+        )
+        offset = len(prompt_rows) * prompt_width
+
+        def flat(places: list[tuple[str, int, int]]) -> torch.Tensor:
+            return torch.tensor(
+                [
+                    row * prompt_width + t if kind == "p" else offset + row * row_width + t
+                    for kind, row, t in places
+                ],
+                dtype=torch.long,
+            )
 
         return _Batch(
-            input_ids=padded(rows, self.pad_token_id),
-            position_ids=padded(positions, 0),
-            segments=padded(segments, -1),
-            prompt_lengths=flat(prompt_lengths),
-            first_row=flat(first_row),
-            token_env=flat(token_env),
+            rows=row_block,
+            prompts=prompt_block,
+            row_state=torch.tensor(row_state, dtype=torch.long),
+            prompt_lengths=torch.tensor(prompt_lengths, dtype=torch.long),
+            prompt_last=flat(prompt_last),
             token_source=flat(token_source),
-            token_target=flat(token_target),
-            token_action=flat(token_action),
+            token_target=torch.tensor(token_target, dtype=torch.long),
+            token_action=torch.tensor(token_action, dtype=torch.long),
             num_tokens=num_tokens,
             max_actions=max_actions,
         )
 
     @staticmethod
-    def attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``[B, 1, L, L]`` additive mask: 0 where a query may attend to a key, the dtype's min elsewhere.
+    def attention_mask(
+        segments: torch.Tensor, dtype: torch.dtype, num_queries: int | None = None
+    ) -> torch.Tensor:
+        """``[B, 1, Q, L]`` additive mask of the last ``Q = num_queries`` positions (all ``L`` by default) over
+        the ``L`` keys: 0 where a query may attend to a key, the dtype's min elsewhere.
 
         A query attends to earlier keys of the prompt (segment 0) and of its own segment. Padding keys are
         never attended to; every position attends to itself, so that no row is fully masked (a softmax
         over nothing is NaN, and NaN leaks into gradients even where the output is unused).
         """
         length = segments.shape[1]
-        index = torch.arange(length, device=segments.device)
-        causal = index[:, None] >= index[None, :]
-        query, key = segments[:, :, None], segments[:, None, :]
+        num_queries = length if num_queries is None else num_queries
+        key_index = torch.arange(length, device=segments.device)
+        query_index = key_index[length - num_queries :]
+        causal = query_index[:, None] >= key_index[None, :]
+        query, key = segments[:, length - num_queries :, None], segments[:, None, :]
         allowed = causal & (key >= 0) & ((key == 0) | (key == query))
-        allowed |= torch.eye(length, dtype=torch.bool, device=segments.device)
+        allowed |= query_index[:, None] == key_index[None, :]
         mask = torch.zeros(allowed.shape, dtype=dtype, device=segments.device)
         return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
-    def _hidden_states(self, batch: _Batch) -> torch.Tensor:
-        """``[R, L, H]`` the decoder's last hidden states (after its final norm) on the packed batch.
+    def _hidden_table(self, batch: _Batch) -> torch.Tensor:
+        """``[T, H]`` the decoder's last hidden states (after its final norm) of every row of ``batch``,
+        flattened, prompt rows first (see :class:`_Batch`).
 
-        Unchunked, the rows go through the decoder together. With ``max_actions_per_forward`` they go in
-        groups of at most :data:`TOKENS_PER_CHUNKED_FORWARD` padded tokens (at least one row), and with
-        gradients each group is checkpointed (its activations recomputed in backward), so the decoder's
-        activations are held one group at a time."""
+        Packed, the rows go through the decoder together. Chunked, the prompts go first, each encoded once,
+        and the rows of actions then read the prompts' keys and values from the cache; both go in groups of
+        rows of about the same length, each cut to its longest row and holding at most
+        :data:`TOKENS_PER_CHUNKED_FORWARD` padded tokens (at least one row), and with gradients each group
+        is checkpointed (its activations recomputed in backward), so the activations are held one group at
+        a time."""
         embeddings = self.decoder.get_input_embeddings()
         device, dtype = embeddings.weight.device, embeddings.weight.dtype
         if not dtype.is_floating_point:  # quantized embeddings: the compute dtype is the LM head's
             dtype = self.lm_head.weight.dtype
-
-        def decode(
-            input_ids: torch.Tensor, segments: torch.Tensor, position_ids: torch.Tensor
-        ) -> torch.Tensor:
+        rows = [
+            batch.rows.input_ids.to(device),
+            batch.rows.segments.to(device),
+            batch.rows.position_ids.to(device),
+        ]
+        if batch.prompts is None:
             return self.decoder(
-                input_ids=input_ids,
-                attention_mask=self.attention_mask(segments, dtype),
-                position_ids=position_ids,
+                input_ids=rows[0],
+                attention_mask=self.attention_mask(rows[1], dtype),
+                position_ids=rows[2],
                 use_cache=False,
-            ).last_hidden_state
+            ).last_hidden_state.flatten(0, 1)
 
-        inputs = (batch.input_ids.to(device), batch.segments.to(device), batch.position_ids.to(device))
-        if self.max_actions_per_forward is None:
-            return decode(*inputs)
-        return _in_slices(decode, inputs, max(1, TOKENS_PER_CHUNKED_FORWARD // inputs[0].shape[1]))
+        if torch.is_grad_enabled() and any(
+            getattr(module, "gradient_checkpointing", False) and module.training
+            for module in self.decoder.modules()
+        ):
+            raise ValueError(
+                "max_actions_per_forward needs the keys and values of each prompt, which the model's gradient "
+                "checkpointing drops; the chunked scorer checkpoints its own groups of rows, so turn the "
+                "model's off (model.gradient_checkpointing_disable()) or score without max_actions_per_forward."
+            )
+        prompts = [
+            batch.prompts.input_ids.to(device),
+            batch.prompts.segments.to(device),
+            batch.prompts.position_ids.to(device),
+        ]
+        cache_argument = (
+            "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
+        )
+
+        def encode_prompts(input_ids, segments, position_ids):
+            """A group of prompt rows cut to its longest: hidden states ``[G, P, H]`` and each layer's keys and
+            values ``[G, heads, P, head_dim]``, padded back to the batch's ``P``."""
+            width = int((segments >= 0).sum(-1).max())
+            output = self.decoder(
+                input_ids=input_ids[:, :width],
+                attention_mask=self.attention_mask(segments[:, :width], dtype),
+                position_ids=position_ids[:, :width],
+                use_cache=True,
+            )
+            cache = getattr(output, "cache", None) or output.past_key_values
+            missing = input_ids.shape[1] - width
+            states = [nn.functional.pad(output.last_hidden_state, (0, 0, 0, missing))]
+            for layer in cache.layers:
+                states += [
+                    nn.functional.pad(layer.keys, (0, 0, 0, missing)),
+                    nn.functional.pad(layer.values, (0, 0, 0, missing)),
+                ]
+            return tuple(states)
+
+        def decode_actions(input_ids, segments, position_ids, row_state, prompt_segments, *keys_values):
+            """A group of action rows cut to its longest, attending to its states' prompts through their keys
+            and values (cut to the group's longest prompt)."""
+            width = int((segments >= 0).sum(-1).max())
+            prompt_width = int((prompt_segments[row_state] >= 0).sum(-1).max())
+            cache = DynamicCache(
+                ddp_cache_data=[
+                    (
+                        keys_values[i][row_state, :, :prompt_width],
+                        keys_values[i + 1][row_state, :, :prompt_width],
+                    )
+                    for i in range(0, len(keys_values), 2)
+                ]
+            )
+            keys = torch.cat([prompt_segments[row_state, :prompt_width], segments[:, :width]], dim=1)
+            hidden = self.decoder(
+                input_ids=input_ids[:, :width],
+                attention_mask=self.attention_mask(keys, dtype, num_queries=width),
+                position_ids=position_ids[:, :width],
+                use_cache=True,
+                **{cache_argument: cache},
+            ).last_hidden_state
+            return nn.functional.pad(hidden, (0, 0, 0, input_ids.shape[1] - width))
+
+        prompt_states = self._grouped(encode_prompts, prompts, device)
+        if not isinstance(prompt_states, tuple):
+            prompt_states = (prompt_states,)
+        table = [prompt_states[0].flatten(0, 1)]
+        if rows[0].shape[0]:
+            shared = (prompts[1], *prompt_states[1:])
+            table.append(
+                self._grouped(decode_actions, [*rows, batch.row_state.to(device)], device, shared).flatten(
+                    0, 1
+                )
+            )
+        return torch.cat(table)
+
+    @staticmethod
+    def _grouped(function, tensors, device, shared=()):
+        """``function`` over groups of the rows of ``tensors`` (the first two being input ids and segments)
+        by length (:func:`_groups_by_length`), outputs concatenated in the rows' order; ``shared`` tensors go
+        whole to every call."""
+        groups = [
+            rows.to(device)
+            for rows in _groups_by_length((tensors[1] >= 0).sum(-1), TOKENS_PER_CHUNKED_FORWARD)
+        ]
+        outputs = _in_groups(function, tensors, groups, shared)
+        order = torch.argsort(torch.cat(groups))  # back to the batch's row order
+        if isinstance(outputs[0], tuple):
+            return tuple(torch.cat(parts)[order] for parts in zip(*outputs, strict=True))
+        return torch.cat(outputs)[order]
 
     # -- scoring -------------------------------------------------------------------------------------
     def score(self, prompts: Sequence[str], actions: Sequence[Sequence[str]]) -> ActionScores:
@@ -428,35 +647,24 @@ class ActionScorer:
             action list, mismatched lengths, a prompt longer than the model's context, or non-finite
             log-probabilities.
         """
-        self._check(prompts, actions)
+        check_batch(prompts, actions)
         states, inverse, first_rows = unique_states(prompts, actions, self.reuse_states)
         batch = self._pack([prompt for prompt, _ in states], [list(acts) for _, acts in states], first_rows)
-        hidden = self._hidden_states(batch)
-        device = hidden.device
-        env, source = batch.token_env.to(device), batch.token_source.to(device)
-        target = batch.token_target.to(device)
-        token_logprobs = self._token_logprobs(hidden[env, source], target)
+        table = self._hidden_table(batch)
+        device = table.device
+        token_logprobs = self._token_logprobs(
+            table[batch.token_source.to(device)], batch.token_target.to(device)
+        )
         logprobs = torch.zeros(len(states) * batch.max_actions, dtype=torch.float32, device=device)
         logprobs = logprobs.index_add(0, batch.token_action.to(device), token_logprobs)
-        first_row = batch.first_row.to(device)
-        prompt_hidden = hidden[first_row, batch.prompt_lengths.to(device)[first_row] - 1]
+        prompt_hidden = table[batch.prompt_last.to(device)]
 
         # Back to one row per environment: indexing, so a shared row's gradient sums over its copies.
         rows = inverse.to(device)
         logprobs = logprobs.view(len(states), batch.max_actions)[rows]
         prompt_hidden = prompt_hidden[rows]
         num_tokens = batch.num_tokens.to(device)[rows]
-        mask = num_tokens > 0
-        num_words = torch.zeros_like(num_tokens)
-        for b, env_actions in enumerate(actions):
-            num_words[b, : len(env_actions)] = torch.tensor([len(a.split()) for a in env_actions])
-        self._check_finite(logprobs, mask, actions)
-        scores = _normalize(logprobs, num_tokens, num_words, self.normalization).masked_fill(
-            ~mask, float("-inf")
-        )
-        return ActionScores(
-            logprobs=logprobs, scores=scores, mask=mask, num_tokens=num_tokens, hidden=prompt_hidden
-        )
+        return action_scores(logprobs, num_tokens, prompt_hidden, actions, self.normalization)
 
     def _token_logprobs(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``[N]`` log p(target | hidden) of the action tokens, through the LM head. Its logits are ``[N, V]``
@@ -477,20 +685,8 @@ class ActionScorer:
         distinct prompt computed once."""
         states, inverse, _ = unique_states(prompts, [() for _ in prompts], self.reuse_states)
         batch = self._pack([prompt for prompt, _ in states], [[] for _ in states])
-        hidden = self._hidden_states(batch)
-        first_row = batch.first_row.to(hidden.device)
-        last = hidden[first_row, batch.prompt_lengths.to(hidden.device)[first_row] - 1]
-        return last[inverse.to(hidden.device)]
-
-    @staticmethod
-    def _check_finite(logprobs: torch.Tensor, mask: torch.Tensor, actions: Sequence[Sequence[str]]) -> None:
-        bad = (~torch.isfinite(logprobs) & mask).nonzero().tolist()
-        if bad:
-            where = ", ".join(f"environment {b} action {actions[b][i]!r}" for b, i in bad[:5])
-            raise ValueError(
-                f"non-finite log-probabilities for {where}: the model produced NaN or inf (an fp16 overflow, "
-                "say). Load it in float32 or bfloat16."
-            )
+        table = self._hidden_table(batch)
+        return table[batch.prompt_last.to(table.device)][inverse.to(table.device)]
 
 
 def naive_action_logprobs(

@@ -213,6 +213,40 @@ class EmbodiedPPOConfig(_BaseConfig):
             "start; the value head starts fresh) or a folder written by save_model (the value head too)."
         },
     )
+    # -- vLLM rollouts (TRL's names) ---------------------------------------------------------------------
+    use_vllm: bool = field(
+        default=False,
+        metadata={
+            "help": "Score the rollout's and evaluation's actions with a vLLM engine (prompt_logprobs, prefix "
+            "caching; the policy's weights are synced into it after every update); the update stays in the "
+            "Trainer. Needs the vllm extra."
+        },
+    )
+    vllm_mode: str = field(
+        default="colocate",
+        metadata={"help": "'colocate': the engine runs in the training process (the one mode supported)."},
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3,
+        metadata={
+            "help": "Share of the device's memory the colocated engine takes (on vLLM's CPU build: of the "
+            "machine's memory)."
+        },
+    )
+    vllm_max_model_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "The longest prompt + action the engine serves (its KV cache must hold one); None: the "
+            "model's context."
+        },
+    )
+    vllm_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The checkpoint folder or Hub id vLLM loads (the policy's base model); None: the base "
+            "model's own name_or_path (for the embedded default model, its converted folder)."
+        },
+    )
     # -- evaluation and budget ---------------------------------------------------------------------------
     eval_episodes: int = field(default=10, metadata={"help": "Episodes per evaluate()."})
     eval_greedy: bool = field(default=True, metadata={"help": "Evaluate the argmax policy (else sample)."})
@@ -267,6 +301,15 @@ class EmbodiedPPOConfig(_BaseConfig):
                 raise ValueError(f"{name}={value!r}; it must be a positive integer.")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization={self.normalization!r}; use one of {NORMALIZATIONS}.")
+        if self.vllm_mode != "colocate":
+            raise ValueError(
+                f"vllm_mode={self.vllm_mode!r} is not supported; use 'colocate' (the engine in the training "
+                "process)."
+            )
+        if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
+            raise ValueError(
+                f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization!r}; use a share in (0, 1]."
+            )
         if self.critic_backbone not in ("shared", "frozen"):
             raise ValueError(f"critic_backbone={self.critic_backbone!r}; use 'shared' or 'frozen'.")
         if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:

@@ -68,6 +68,7 @@ from trl_embodied.trainer.ppo import (
 )
 from trl_embodied.trainer.rollout_state import NotPlainData, encode, load_tree, save_tree
 from trl_embodied.trajectories import episode_rows, rows_to_dataset
+from trl_embodied.vllm_scoring import VLLMActionScorer
 
 logger = logging.get_logger(__name__)
 
@@ -351,9 +352,21 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         processing_class = processing_class or model.tokenizer
         model.scorer.reuse_states = args.reuse_states  # in the update's minibatches
         model.scorer.max_actions_per_forward = args.max_actions_per_forward
-        if args.gradient_checkpointing:
+        # transformers 5 renamed it activation_checkpointing (gradient_checkpointing sets it too)
+        checkpointing = args.gradient_checkpointing or getattr(args, "activation_checkpointing", False)
+        if checkpointing and args.max_actions_per_forward is not None:
+            warnings.warn(
+                "gradient_checkpointing=True is ignored with max_actions_per_forward: the chunked scorer "
+                "checkpoints its own groups of rows and reads each prompt's keys and values, which the model's "
+                "gradient checkpointing would drop.",
+                stacklevel=2,
+            )
+        elif checkpointing:
             model.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            args.gradient_checkpointing = False  # done here: the Trainer would look for it on the wrapper
+        # Handled here: the Trainer would look for it on the wrapper, which has no such method.
+        args.gradient_checkpointing = False
+        if hasattr(args, "activation_checkpointing"):
+            args.activation_checkpointing = False
 
         self.env_factories = self._env_factories(env, train_dataset, args)
         # By default evaluation plays the training task with the same env_kwargs (a game file, an option).
@@ -401,6 +414,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         # The current policy's scores per state, kept while the parameters stay fixed (one rollout, one
         # evaluation): environments revisit states, and a revisited state costs no forward.
         self._state_cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._vllm: VLLMActionScorer | None = None  # use_vllm: started at first use
+        self._vllm_synced_step: int | None = None  # the optimizer step whose weights the engine holds
         self._states_scored = 0  # states run through the model since the cache was last emptied
 
     # -- environments ----------------------------------------------------------------------------------
@@ -553,9 +568,17 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             new_prompts: list[str], new_actions: list[list[str]]
         ) -> list[tuple[torch.Tensor, torch.Tensor]]:
             self._states_scored += len(new_prompts)
-            output = model(new_prompts, new_actions)
-            log_policy = output.scores.log_policy.float().cpu()
-            return [(log_policy[i, : len(a)], output.hidden[i]) for i, a in enumerate(new_actions)]
+            if self.args.use_vllm:  # the engine scores; the critic's features come from the prompts alone
+                log_policy = self._vllm_scorer().score(new_prompts, new_actions).log_policy.float()
+                hidden = (
+                    model.scorer.prompt_hidden(new_prompts)
+                    if model.value_head is not None
+                    else torch.zeros(len(new_prompts), 0)
+                )
+            else:
+                output = model(new_prompts, new_actions)
+                log_policy, hidden = output.scores.log_policy.float().cpu(), output.hidden
+            return [(log_policy[i, : len(a)], hidden[i]) for i, a in enumerate(new_actions)]
 
         with torch.no_grad(), self.autocast_smart_context_manager():
             if self.args.reuse_states:  # each state once per rollout, while the parameters stay fixed
@@ -567,6 +590,28 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             [row for row, _ in states], batch_first=True, padding_value=float("-inf")
         )
         return log_policy, hidden
+
+    def _vllm_scorer(self) -> VLLMActionScorer:
+        """The colocated vLLM engine's scorer (``use_vllm``), started at first use and holding the policy's
+        current weights: they are synced whenever an optimizer step has changed them since the last sync."""
+        model = self.accelerator.unwrap_model(self.model)
+        if self._vllm is None:
+            from vllm import LLM
+
+            base = model.policy.get_base_model() if hasattr(model.policy, "get_base_model") else model.policy
+            llm = LLM(
+                model=self.args.vllm_model or base.config.name_or_path,
+                dtype=str(base.dtype).removeprefix("torch."),
+                enable_prefix_caching=True,
+                gpu_memory_utilization=self.args.vllm_gpu_memory_utilization,
+                max_model_len=self.args.vllm_max_model_length,
+                seed=self.args.seed,
+            )
+            self._vllm = VLLMActionScorer(llm, model.tokenizer, normalization=self.args.normalization)
+        if self._vllm_synced_step != self.state.global_step:
+            self._vllm.sync_weights(model.policy)
+            self._vllm_synced_step = self.state.global_step
+        return self._vllm
 
     def _values(self, hidden: torch.Tensor) -> torch.Tensor:
         """``[B]`` values on the CPU of ``[B, H]`` critic features, under the value head's statistics now."""

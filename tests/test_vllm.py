@@ -1,0 +1,123 @@
+"""The vLLM scorer against the prefix-shared Hugging Face scorer on the default model (float32).
+
+Runs where vLLM is installed: ``make test-vllm`` builds its own venv (vLLM's CPU build pins torch and
+transformers apart from the main one) and runs this file; elsewhere it is skipped.
+"""
+
+import os
+
+import pytest
+import torch
+
+pytest.importorskip(
+    "vllm", reason="vLLM is not installed here; `make test-vllm` runs these tests in its own venv"
+)
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process: no spawn
+
+from peft import get_peft_model  # noqa: E402
+
+from trl_embodied import ActionScorer, load_base_model, make_env  # noqa: E402
+from trl_embodied.modeling import default_lora_config, default_model_dir  # noqa: E402
+from trl_embodied.vllm_scoring import VLLMActionScorer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def llm():
+    from vllm import LLM
+
+    return LLM(
+        model=str(default_model_dir()),
+        dtype="float32",
+        enable_prefix_caching=True,
+        max_model_len=2048,
+        gpu_memory_utilization=0.1,  # on the CPU backend: the share of the machine's memory it reserves
+        seed=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def states():
+    prompts, actions = [], []
+    for env_id in ("trl_embodied/Overcooked-TomatoSalad-v0", "trl_embodied/Household-Entertainment-v0"):
+        prompt, info = make_env(env_id).reset(seed=0)
+        prompts.append(prompt)
+        actions.append(info["valid_actions"])
+    return prompts + prompts[:1], actions + actions[:1]  # a repeated state too
+
+
+@pytest.mark.parametrize("normalization", ["none", "token", "word"])
+def test_vllm_scores_equal_the_prefix_shared_scorer(llm, states, normalization):
+    base, tokenizer = load_base_model()
+    with torch.no_grad():
+        expected = ActionScorer(base, tokenizer, normalization=normalization).score(*states)
+    actual = VLLMActionScorer(llm, tokenizer, normalization=normalization).score(*states)
+    assert torch.equal(actual.mask, expected.mask) and torch.equal(actual.num_tokens, expected.num_tokens)
+    torch.testing.assert_close(actual.logprobs, expected.logprobs, atol=1e-4, rtol=0)
+    torch.testing.assert_close(actual.probs, expected.probs, atol=1e-4, rtol=0)
+    assert actual.hidden.shape == (len(states[0]), 0)
+
+
+def test_vllm_scores_the_policy_whose_weights_it_was_last_given(llm, states):
+    """After each update the trainer hands the policy over: vLLM then scores the updated policy (adapter
+    merged), not the one before, even for prompts already in its prefix cache."""
+    base, tokenizer = load_base_model()
+    config = default_lora_config()
+    config.init_lora_weights = False  # random B: the adapter changes the policy
+    torch.manual_seed(0)
+    policy = get_peft_model(base, config)
+    scorer = VLLMActionScorer(llm, tokenizer, normalization="word")
+    with torch.no_grad():
+        with policy.disable_adapter():
+            plain = ActionScorer(policy, tokenizer).score(*states)
+        first = ActionScorer(policy, tokenizer).score(*states)
+        for name, parameter in policy.named_parameters():  # an "update" of the adapter
+            if "lora_B" in name:
+                parameter.mul_(-1.0)
+        second = ActionScorer(policy, tokenizer).score(*states)
+    # the checks below can tell the three policies apart
+    assert (first.logprobs - plain.logprobs).abs().max() > 1e-2
+    assert (second.logprobs - first.logprobs).abs().max() > 1e-2
+    torch.testing.assert_close(scorer.score(*states).logprobs, plain.logprobs, atol=1e-4, rtol=0)
+    for name, parameter in policy.named_parameters():  # back to the first adapter
+        if "lora_B" in name:
+            parameter.data.mul_(-1.0)
+    assert scorer.sync_weights(policy) == len(list(base.parameters())) - 4 * 30  # all but LoRA's A and B
+    torch.testing.assert_close(scorer.score(*states).logprobs, first.logprobs, atol=1e-4, rtol=0)
+    for name, parameter in policy.named_parameters():
+        if "lora_B" in name:
+            parameter.data.mul_(-1.0)
+    scorer.sync_weights(policy)
+    torch.testing.assert_close(scorer.score(*states).logprobs, second.logprobs, atol=1e-4, rtol=0)
+
+
+def test_training_with_vllm_rollouts_scores_with_the_updated_policy(tmp_path, states):
+    """use_vllm=True: the rollout's actions are scored by the colocated engine, the update runs in the
+    Trainer, and after training the engine's policy is the trained one (synced at the next scoring)."""
+    from trl_embodied import EmbodiedPPOConfig, EmbodiedPPOTrainer
+
+    args = EmbodiedPPOConfig(
+        output_dir=str(tmp_path),
+        env_id="trl_embodied/Overcooked-TomatoSalad-v0",
+        use_vllm=True,
+        vllm_gpu_memory_utilization=0.1,
+        vllm_max_model_length=2048,
+        num_envs=2,
+        rollout_steps=4,
+        total_env_steps=16,
+        per_device_train_batch_size=4,
+        learning_rate=2e-2,  # large steps: the trained policy must differ from the base one measurably
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+    )
+    trainer = EmbodiedPPOTrainer(args=args)
+    trainer.train()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with torch.no_grad():
+        trained = model.scorer.score(*states).log_policy
+        with model.policy.disable_adapter():
+            untrained = model.scorer.score(*states).log_policy
+    assert (trained - untrained)[trained.isfinite()].abs().max() > 1e-3
+    probs = trainer.current_policy()(*states)  # through the engine, synced to the last optimizer step
+    torch.testing.assert_close(probs, trained.exp(), atol=1e-4, rtol=0)
+    assert trainer._vllm_synced_step == trainer.state.global_step > 0

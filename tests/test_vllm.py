@@ -99,7 +99,9 @@ def test_training_with_vllm_rollouts_scores_with_the_updated_policy(tmp_path, st
         output_dir=str(tmp_path),
         env_id="trl_embodied/Overcooked-TomatoSalad-v0",
         use_vllm=True,
-        vllm_gpu_memory_utilization=0.1,
+        # On the CPU build the share is of the machine's memory, and what this process already holds (the
+        # module's engine, the models loaded above) counts against it: a second engine needs a larger one.
+        vllm_gpu_memory_utilization=0.3,
         vllm_max_model_length=2048,
         num_envs=2,
         rollout_steps=4,

@@ -601,9 +601,7 @@ class ActionScorer:
             ).last_hidden_state
             return nn.functional.pad(hidden, (0, 0, 0, input_ids.shape[1] - width))
 
-        prompt_states = self._grouped(encode_prompts, prompts, device)
-        if not isinstance(prompt_states, tuple):
-            prompt_states = (prompt_states,)
+        prompt_states = self._grouped(encode_prompts, prompts, device)  # (hidden, keys_0, values_0, ...)
         table = [prompt_states[0].flatten(0, 1)]
         if rows[0].shape[0]:
             shared = (prompts[1], *prompt_states[1:])
@@ -615,10 +613,15 @@ class ActionScorer:
         return torch.cat(table)
 
     @staticmethod
-    def _grouped(function, tensors, device, shared=()):
-        """``function`` over groups of the rows of ``tensors`` (the first two being input ids and segments)
-        by length (:func:`_groups_by_length`), outputs concatenated in the rows' order; ``shared`` tensors go
-        whole to every call."""
+    def _grouped(
+        function: Callable[..., Any],
+        tensors: Sequence[torch.Tensor],
+        device: torch.device,
+        shared: Sequence[torch.Tensor] = (),
+    ) -> Any:
+        """``function`` over groups of the ``R`` rows of ``tensors`` (the first two being ``[R, L]`` input ids
+        and segments) by length (:func:`_groups_by_length`); its output (a tensor, or a tuple of tensors) with
+        the groups' rows concatenated back in the rows' order. ``shared`` tensors go whole to every call."""
         groups = [
             rows.to(device)
             for rows in _groups_by_length((tensors[1] >= 0).sum(-1), TOKENS_PER_CHUNKED_FORWARD)

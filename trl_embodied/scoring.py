@@ -253,6 +253,10 @@ class _Rows:
     position_ids: torch.Tensor  # [R, L]
     segments: torch.Tensor  # [R, L]: 0 prompt, i + 1 the row's action i, -1 padding
 
+    def to(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(input_ids, segments, position_ids)`` on ``device``, the order the decoding functions take."""
+        return self.input_ids.to(device), self.segments.to(device), self.position_ids.to(device)
+
 
 @dataclass
 class _Batch:
@@ -269,7 +273,6 @@ class _Batch:
     rows: _Rows  # [R, L]
     prompts: _Rows | None  # [S, P] in the chunked layout, else None
     row_state: torch.Tensor  # [R] the state of each row
-    prompt_lengths: torch.Tensor  # [S]
     prompt_last: torch.Tensor  # [S] each state's last prompt token in the table (its value's input)
     # One entry per action token: the table entry whose hidden state predicts it, and what it scores.
     token_source: torch.Tensor  # [N]
@@ -392,7 +395,7 @@ class ActionScorer:
         chunked = self.max_actions_per_forward is not None
         chunk = self.max_actions_per_forward or max_actions
         prompt_rows: list[list[int]] = []
-        rows, positions, segments, row_state, prompt_lengths = [], [], [], [], []
+        rows, positions, segments, row_state = [], [], [], []
         # Where a hidden state sits, as (prompt row or row, position), until the rows' padded lengths are
         # known: ("p", s, t) for prompt row s, ("r", r, t) for row r.
         prompt_last: list[tuple[str, int, int]] = []
@@ -410,7 +413,6 @@ class ActionScorer:
                     f"the model's context of {self.max_positions} positions; shorten the prompt. Nothing is "
                     "truncated silently."
                 )
-            prompt_lengths.append(p)
             if chunked:
                 prompt_rows.append(list(prompt_ids))
                 prompt_last.append(("p", b, p - 1))
@@ -481,7 +483,6 @@ class ActionScorer:
             rows=row_block,
             prompts=prompt_block,
             row_state=torch.tensor(row_state, dtype=torch.long),
-            prompt_lengths=torch.tensor(prompt_lengths, dtype=torch.long),
             prompt_last=flat(prompt_last),
             token_source=flat(token_source),
             token_target=torch.tensor(token_target, dtype=torch.long),
@@ -526,11 +527,7 @@ class ActionScorer:
         device, dtype = embeddings.weight.device, embeddings.weight.dtype
         if not dtype.is_floating_point:  # quantized embeddings: the compute dtype is the LM head's
             dtype = self.lm_head.weight.dtype
-        rows = [
-            batch.rows.input_ids.to(device),
-            batch.rows.segments.to(device),
-            batch.rows.position_ids.to(device),
-        ]
+        rows = batch.rows.to(device)
         if batch.prompts is None:
             return self.decoder(
                 input_ids=rows[0],
@@ -548,11 +545,7 @@ class ActionScorer:
                 "checkpointing drops; the chunked scorer checkpoints its own groups of rows, so turn the "
                 "model's off (model.gradient_checkpointing_disable()) or score without max_actions_per_forward."
             )
-        prompts = [
-            batch.prompts.input_ids.to(device),
-            batch.prompts.segments.to(device),
-            batch.prompts.position_ids.to(device),
-        ]
+        prompts = batch.prompts.to(device)
         cache_argument = (
             "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
         )

@@ -105,7 +105,6 @@ class VLLMActionScorer:
         for output, (s, i, start, ids) in zip(outputs, spans, strict=True):
             positions = output.prompt_logprobs[start : start + len(ids)]
             logprobs[s, i] = sum(at[token].logprob for at, token in zip(positions, ids, strict=True))
-        rows = inverse
         return action_scores(
-            logprobs[rows], num_tokens[rows], torch.zeros(len(prompts), 0), actions, self.normalization
+            logprobs[inverse], num_tokens[inverse], torch.zeros(len(prompts), 0), actions, self.normalization
         )

@@ -2,7 +2,8 @@
 from scratch with an MLP on symbolic observations, and the untrained model's zero-shot success.
 
 Every ``--eval_every`` env steps each run plays ``--eval_episodes`` greedy episodes on held-out seeds;
-the figure of merit is the env steps until greedy success first reaches 0.9, and the ratio
+the figure of merit is the env steps until greedy success first reaches 0.9 (0.8 on the BabyAI levels,
+GLAM's figure), and the ratio
 PPO-MLP / TWOSOME on each task (PPO-MLP gets ``--mlp_budget_factor`` times TWOSOME's budget, so "not
 reached" means not reached within that many steps).
 
@@ -14,6 +15,9 @@ Runs are long on CPU, so each (task, method, seed) is its own invocation and wri
     python benchmarks/sample_efficiency.py --task tomato_salad --method mlp --seed 0 1 2
     python benchmarks/sample_efficiency.py --task tomato_salad --method zero_shot
     python benchmarks/sample_efficiency.py --report
+
+BabyAI levels draw a new layout every episode: evaluate on more episodes there
+(``--task babyai_gotoredball --eval_episodes 20``).
 
 The household tasks offer a state's applicable actions, as the paper's do. ``--valid_actions all``
 runs the harder variant that offers the whole vocabulary in every state (its inapplicable actions
@@ -37,6 +41,7 @@ from pathlib import Path
 
 from common import (
     TARGET,
+    TARGET_BY_ENV_FAMILY,
     add_bf16_argument,
     add_learning_arguments,
     final_greedy_success,
@@ -44,6 +49,7 @@ from common import (
     paper_gamma,
     steps_to_sampled_target,
     steps_to_target,
+    target_success,
     train_twosome,
     warm_start,
     write_json,
@@ -56,6 +62,10 @@ TASKS = {
     "tomato_lettuce_salad": "trl_embodied/Overcooked-TomatoLettuceSalad-v0",
     "food_preparation": "trl_embodied/Household-FoodPreparation-v0",
     "entertainment": "trl_embodied/Household-Entertainment-v0",
+    # BabyAI-Text's levels (the ``textenvs`` extra): a new layout every episode, so evaluations need more
+    # episodes than a fixed layout's (--eval_episodes 20), and the target is GLAM's 0.8.
+    "babyai_gotoredball": "trl_embodied/BabyAI-GoToRedBall-v0",
+    "babyai_gotolocal": "trl_embodied/BabyAI-GoToLocal-v0",
 }
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 #: Records of TWOSOME with the Overcooked slots' earlier texts (only serve and chop followed the state).
@@ -149,8 +159,8 @@ def markdown_table(summary: dict) -> str:
         return ", ".join("not reached" if v is None else str(v) for v in values)
 
     lines = [
-        f"| task | method | budget (env steps) | steps to {TARGET} greedy success, per seed "
-        f"| steps to {TARGET} success of sampled training episodes | final greedy success |",
+        "| task | method | budget (env steps) | steps to the target greedy success, per seed "
+        "| steps to the target success of sampled training episodes | final greedy success |",
         "|---|---|---|---|---|---|",
     ]
     for task, row in summary["tasks"].items():
@@ -219,12 +229,17 @@ def mlp_to_twosome_ratios(twosome: dict, mlp: dict, figure: str = "steps_to_targ
 
 
 def method_figures(records: list[dict]) -> dict:
-    """One method's per-seed figures, from its run records (in seed-file order)."""
+    """One method's per-seed figures, from its run records (in seed-file order), against each record's
+    task's target success (:func:`common.target_success`)."""
+    targets = [target_success(TASKS[r["task"]]) for r in records]
     return {
         "seeds": [r["seed"] for r in records],
         "budget_env_steps": [r["total_env_steps"] for r in records],
-        "steps_to_target": [steps_to_target(r["history"]) for r in records],
-        "steps_to_sampled_target": [steps_to_sampled_target(r["history"]) for r in records],
+        "target_success": targets,
+        "steps_to_target": [steps_to_target(r["history"], t) for r, t in zip(records, targets, strict=True)],
+        "steps_to_sampled_target": [
+            steps_to_sampled_target(r["history"], t) for r, t in zip(records, targets, strict=True)
+        ],
         "final_greedy_success": [final_greedy_success(r["history"]) for r in records],
         "wall_seconds": [r.get("wall_seconds") for r in records],
         "bf16": [r.get("bf16", False) for r in records],
@@ -234,7 +249,7 @@ def method_figures(records: list[dict]) -> dict:
 def report() -> dict:
     from trl_embodied.plotting import plot_learning_curves
 
-    summary = {"target_success": TARGET, "tasks": {}}
+    summary = {"target_success": TARGET, "target_success_by_env_family": TARGET_BY_ENV_FAMILY, "tasks": {}}
     for task_dir in sorted(p for p in RUNS.iterdir() if p.is_dir()):
         task = task_dir.name
         runs: dict[str, list[dict]] = {}
@@ -276,7 +291,7 @@ def report() -> dict:
         for method, figures in row.items():
             if isinstance(figures, dict):
                 print(
-                    f"{task} {method}: steps to {TARGET} greedy success {figures['steps_to_target']} "
+                    f"{task} {method}: steps to {figures['target_success'][0]} greedy success {figures['steps_to_target']} "
                     f"(budgets {figures['budget_env_steps']}), final {figures['final_greedy_success']}"
                 )
     print(markdown_table(summary))
@@ -357,12 +372,13 @@ def main() -> None:
             total_env_steps=budget,
             eval_episodes=args.eval_episodes,
             env_kwargs=env_kwargs,
-            steps_to_target=steps_to_target(record["history"]),
+            target_success=target_success(TASKS[args.task]),
+            steps_to_target=steps_to_target(record["history"], target_success(TASKS[args.task])),
         )
         path = run_dir / f"{args.method}_seed{seed}.json"
         write_json(path, record, indent=1)
         print(
-            f"{args.task} {args.method} seed {seed}: steps to {TARGET} greedy success "
+            f"{args.task} {args.method} seed {seed}: steps to {record['target_success']} greedy success "
             f"{record['steps_to_target']} of {budget}"
         )
 

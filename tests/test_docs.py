@@ -36,9 +36,9 @@ SMALL_BUDGETS = [
         '"trl_embodied/Overcooked-TomatoSalad-v0", 2, greedy=True)',
     ),
 ]
-# Blocks that cannot run here are named, not silently passed: a model from the Hub (offline), and vLLM
-# (its own venv: tests/test_vllm.py covers the same calls).
-RUN_ELSEWHERE = ('"Qwen/Qwen3-0.6B"', "from vllm import")
+# Blocks that cannot run here are named, not silently passed: a model from the Hub (offline), vLLM (its own
+# venv: tests/test_vllm.py covers the same calls) and a vLLM server (tests/test_vllm_server.py, test_vllm.py).
+RUN_ELSEWHERE = ('"Qwen/Qwen3-0.6B"', "from vllm import", "VLLMClient(")
 # The Trainer's end-of-training summary (train_runtime, train_loss, ...) and bookkeeping, not metrics.
 NOT_METRICS = re.compile(r"^(train_\w+|total_flos|step)$")
 

@@ -106,7 +106,7 @@ def trainable_state(trainer) -> dict[str, torch.Tensor]:
         ),
         ({"target_kl": 0.0}, "target_kl=0.0"),
         ({"gamma": 1.5}, "gamma=1.5"),
-        ({"vllm_mode": "server"}, "vllm_mode='server' is not supported; use 'colocate'"),
+        ({"vllm_mode": "remote"}, "vllm_mode='remote'; use 'colocate' .* or 'server'"),
         ({"vllm_gpu_memory_utilization": 0.0}, r"vllm_gpu_memory_utilization=0.0; use a share in \(0, 1\]"),
     ],
 )

@@ -123,3 +123,56 @@ def test_training_with_vllm_rollouts_scores_with_the_updated_policy(tmp_path, st
     probs = trainer.current_policy()(*states)  # through the engine, synced to the last optimizer step
     torch.testing.assert_close(probs, trained.exp(), atol=1e-4, rtol=0)
     assert trainer._vllm_synced_step == trainer.state.global_step > 0
+
+
+@pytest.fixture(scope="module")
+def server():
+    """``vllm serve`` of the default model with the development endpoints the weight sync needs."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(default_model_dir()),
+    ]
+    command += ["--dtype", "float32", "--enable-prefix-caching", "--max-model-len", "2048", "--enforce-eager"]
+    command += ["--gpu-memory-utilization", "0.1", "--port", str(port), "--served-model-name", "smollm"]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "VLLM_SERVER_DEV_MODE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=60)
+
+
+def test_a_vllm_server_scores_as_the_prefix_shared_scorer_and_takes_the_updated_policy(
+    server, states, tmp_path
+):
+    """vllm_mode="server": scoring over HTTP (the completions endpoint's prompt_logprobs), and after a sync
+    through a folder the server scores the updated policy."""
+    from trl_embodied import VLLMClient
+
+    base, tokenizer = load_base_model()
+    config = default_lora_config()
+    config.init_lora_weights = False
+    torch.manual_seed(0)
+    policy = get_peft_model(base, config)
+    scorer = VLLMActionScorer(VLLMClient(server, tmp_path / "weights", timeout=600), tokenizer, "none")
+    with torch.no_grad():
+        with policy.disable_adapter():
+            plain = ActionScorer(policy, tokenizer, "none").score(*states)
+        adapted = ActionScorer(policy, tokenizer, "none").score(*states)
+    assert (adapted.logprobs - plain.logprobs).abs().max() > 1e-2
+    torch.testing.assert_close(scorer.score(*states).logprobs, plain.logprobs, atol=1e-4, rtol=0)
+    scorer.sync_weights(policy)
+    torch.testing.assert_close(scorer.score(*states).logprobs, adapted.logprobs, atol=1e-4, rtol=0)

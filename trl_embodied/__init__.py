@@ -46,6 +46,7 @@ _LAZY_NAMES = {
     "ActionScores": "trl_embodied.scoring",
     "memoized_states": "trl_embodied.scoring",
     "VLLMActionScorer": "trl_embodied.vllm_scoring",
+    "VLLMClient": "trl_embodied.vllm_scoring",
     "EmbodiedPPOConfig": "trl_embodied.trainer",
     "EmbodiedPPOTrainer": "trl_embodied.trainer",
     "collect_trajectories": "trl_embodied.trajectories",
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
     from trl_embodied.scoring import ActionScorer, ActionScores, memoized_states
     from trl_embodied.trainer import EmbodiedPPOConfig, EmbodiedPPOTrainer
     from trl_embodied.trajectories import collect_trajectories, to_prompt_completion
-    from trl_embodied.vllm_scoring import VLLMActionScorer
+    from trl_embodied.vllm_scoring import VLLMActionScorer, VLLMClient
 
 
 def __getattr__(name: str):
@@ -104,6 +105,7 @@ __all__ = [
     "ActionScores",
     "memoized_states",
     "VLLMActionScorer",
+    "VLLMClient",
     "ActorCriticOutput",
     "EmbodiedActorCritic",
     "ValueHead",

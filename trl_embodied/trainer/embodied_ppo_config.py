@@ -224,7 +224,30 @@ class EmbodiedPPOConfig(_BaseConfig):
     )
     vllm_mode: str = field(
         default="colocate",
-        metadata={"help": "'colocate': the engine runs in the training process (the one mode supported)."},
+        metadata={
+            "help": "'colocate': the engine runs in the training process; 'server': a vLLM server started apart "
+            "(VLLM_SERVER_DEV_MODE=1 vllm serve <base model> --enable-prefix-caching) scores, and takes the "
+            "policy's weights through vllm_sync_dir."
+        },
+    )
+    vllm_server_base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "Server mode: the server's address, e.g. http://10.0.0.2:8000; None: vllm_server_host/port."
+        },
+    )
+    vllm_server_host: str = field(default="0.0.0.0", metadata={"help": "Server mode: the server's host."})
+    vllm_server_port: int = field(default=8000, metadata={"help": "Server mode: the server's port."})
+    vllm_server_timeout: float = field(
+        default=240.0,
+        metadata={"help": "Server mode: seconds to wait for the server to come up, and for any one request."},
+    )
+    vllm_sync_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Server mode: the folder the policy's merged weights are written to for the server to reload "
+            "(it must see it: the same machine or a shared mount); None: a temporary folder on this machine."
+        },
     )
     vllm_gpu_memory_utilization: float = field(
         default=0.3,
@@ -301,10 +324,10 @@ class EmbodiedPPOConfig(_BaseConfig):
                 raise ValueError(f"{name}={value!r}; it must be a positive integer.")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization={self.normalization!r}; use one of {NORMALIZATIONS}.")
-        if self.vllm_mode != "colocate":
+        if self.vllm_mode not in ("colocate", "server"):
             raise ValueError(
-                f"vllm_mode={self.vllm_mode!r} is not supported; use 'colocate' (the engine in the training "
-                "process)."
+                f"vllm_mode={self.vllm_mode!r}; use 'colocate' (the engine in the training process) or 'server' "
+                "(a vLLM server started apart, at vllm_server_base_url)."
             )
         if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
             raise ValueError(

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 import warnings
 from collections import defaultdict
@@ -68,7 +69,7 @@ from trl_embodied.trainer.ppo import (
 )
 from trl_embodied.trainer.rollout_state import NotPlainData, encode, load_tree, save_tree
 from trl_embodied.trajectories import episode_rows, rows_to_dataset
-from trl_embodied.vllm_scoring import VLLMActionScorer
+from trl_embodied.vllm_scoring import VLLMActionScorer, VLLMClient
 
 logger = logging.get_logger(__name__)
 
@@ -592,24 +593,39 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return log_policy, hidden
 
     def _vllm_scorer(self) -> VLLMActionScorer:
-        """The colocated vLLM engine's scorer (``use_vllm``), started at first use and holding the policy's
-        current weights: they are synced whenever an optimizer step has changed them since the last sync."""
+        """The vLLM scorer (``use_vllm``): a colocated engine started at first use, or the client of a vLLM
+        server (``vllm_mode="server"``). It holds the policy's current weights: they are synced whenever an
+        optimizer step has changed them since the last sync (to a server by the main process alone: the
+        processes' policies are the same)."""
         model = self.accelerator.unwrap_model(self.model)
+        args = self.args
         if self._vllm is None:
-            from vllm import LLM
+            if args.vllm_mode == "server":
+                engine = VLLMClient(
+                    args.vllm_server_base_url or f"http://{args.vllm_server_host}:{args.vllm_server_port}",
+                    weights_dir=args.vllm_sync_dir or tempfile.mkdtemp(prefix="trl_embodied_vllm_"),
+                    timeout=args.vllm_server_timeout,
+                )
+            else:
+                from vllm import LLM
 
-            base = model.policy.get_base_model() if hasattr(model.policy, "get_base_model") else model.policy
-            llm = LLM(
-                model=self.args.vllm_model or base.config.name_or_path,
-                dtype=str(base.dtype).removeprefix("torch."),
-                enable_prefix_caching=True,
-                gpu_memory_utilization=self.args.vllm_gpu_memory_utilization,
-                max_model_len=self.args.vllm_max_model_length,
-                seed=self.args.seed,
-            )
-            self._vllm = VLLMActionScorer(llm, model.tokenizer, normalization=self.args.normalization)
+                base = (
+                    model.policy.get_base_model() if hasattr(model.policy, "get_base_model") else model.policy
+                )
+                engine = LLM(
+                    model=args.vllm_model or base.config.name_or_path,
+                    dtype=str(base.dtype).removeprefix("torch."),
+                    enable_prefix_caching=True,
+                    gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                    max_model_len=args.vllm_max_model_length,
+                    seed=args.seed,
+                )
+            self._vllm = VLLMActionScorer(engine, model.tokenizer, normalization=args.normalization)
         if self._vllm_synced_step != self.state.global_step:
-            self._vllm.sync_weights(model.policy)
+            if args.vllm_mode == "colocate" or self.accelerator.is_main_process:
+                self._vllm.sync_weights(model.policy)
+            if args.vllm_mode == "server":
+                self.accelerator.wait_for_everyone()  # no process scores before the server has the weights
             self._vllm_synced_step = self.state.global_step
         return self._vllm
 

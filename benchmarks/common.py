@@ -157,6 +157,13 @@ def final_greedy_success(history: list[dict]) -> float:
     return [row for row in history if "eval_success_rate" in row][-1]["eval_success_rate"]
 
 
+def peak_rss_mb() -> float:
+    """The largest resident memory this process has had so far, in MB (Linux reports KB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def train_twosome(
     env_id: str,
     *,
@@ -275,6 +282,7 @@ def train_twosome(
         **({"model": model} if model is not None else {}),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU",
         "code_version": code_version(),
+        "peak_rss_mb": peak_rss_mb(),
     }
     return trainer, record
 

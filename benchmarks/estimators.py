@@ -9,10 +9,13 @@ env steps until greedy success first reaches 0.9, and each group estimator's rat
 seed.
 
     python benchmarks/estimators.py --task tomato_salad --estimator gae grpo rloo gigpo --seed 0
+    python benchmarks/estimators.py --task tomato_lettuce_salad --estimator gigpo --history_length 2
     python benchmarks/estimators.py --report
 
-Each (task, estimator, seed) writes ``benchmarks/results/estimators/<task>/<estimator>_seed<k>.json``;
-``--report`` merges them into ``benchmarks/results/estimators.json`` and ``estimators_<task>.png``.
+Each (task, estimator, seed) writes ``benchmarks/results/estimators/<task>/<estimator>_seed<k>.json``
+(``<estimator>_history<n>_seed<k>.json`` with ``--history_length n``: prompts that carry the episode's last
+n actions, a row of its own); ``--report`` merges them into ``benchmarks/results/estimators.json`` and
+``estimators_<task>.png``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ RUNS = RESULTS / "estimators"
 ESTIMATORS = ("gae", "grpo", "rloo", "gigpo")
 
 
+def row_name(estimator: str, history_length: int) -> str:
+    """``"gigpo"``, or ``"gigpo_history2"`` for prompts with the last 2 actions."""
+    return estimator + (f"_history{history_length}" if history_length else "")
+
+
 def report() -> dict:
     from trl_embodied.plotting import plot_learning_curves
 
@@ -43,8 +51,15 @@ def report() -> dict:
         records: dict[str, list[dict]] = {}
         for path in sorted(task_dir.glob("*.json")):
             record = json.loads(path.read_text())
-            records.setdefault(record["estimator"], []).append(record)
+            records.setdefault(row_name(record["estimator"], record.get("history_length", 0)), []).append(
+                record
+            )
         rows = {estimator: method_figures(runs) for estimator, runs in records.items()}
+        for estimator, runs in records.items():  # the issue's cost figures: update time and peak memory
+            rows[estimator]["update_seconds_per_iteration"] = [
+                r["seconds_per_iteration"]["update"] for r in runs
+            ]
+            rows[estimator]["peak_rss_mb"] = [r.get("peak_rss_mb") for r in runs]
         gae = rows.get("gae")
         for estimator, row in rows.items():
             if estimator == "gae" or gae is None:
@@ -59,6 +74,12 @@ def report() -> dict:
                         }
                     )
             row["steps_ratio_gae_over_estimator"] = ratios
+            gae_update = [t for t in gae["update_seconds_per_iteration"] if t]
+            own_update = [t for t in row["update_seconds_per_iteration"] if t]
+            if gae_update and own_update:  # the mean update of an iteration, against GAE's on the same task
+                row["update_time_ratio_to_gae"] = (sum(own_update) / len(own_update)) / (
+                    sum(gae_update) / len(gae_update)
+                )
         summary["tasks"][task_dir.name] = rows
         plot_learning_curves(
             {estimator: [r["history"] for r in runs] for estimator, runs in records.items()},
@@ -88,6 +109,12 @@ def main() -> None:
     parser.add_argument("--num_envs", type=int, default=4)
     parser.add_argument("--group_size", type=int, default=4)
     parser.add_argument(
+        "--history_length",
+        type=int,
+        default=0,
+        help="Prompts carry the episode's last N actions (EmbodiedPPOConfig.history_length; 0: none).",
+    )
+    parser.add_argument(
         "--checkpoint_dir", type=Path, help="Keep checkpoints under DIR/<task>/<estimator>_seed<k>."
     )
     add_learning_arguments(parser, total_env_steps=10_240)
@@ -97,7 +124,7 @@ def main() -> None:
         return
     for seed in args.seed:
         for estimator in args.estimator:
-            name = f"{estimator}_seed{seed}"
+            name = f"{row_name(estimator, args.history_length)}_seed{seed}"
             _, record = train_twosome(
                 TASKS[args.task],
                 seed=seed,
@@ -105,6 +132,7 @@ def main() -> None:
                 group_size=args.group_size,
                 num_envs=args.num_envs,
                 rollout_steps=args.rollout_steps,
+                history_length=args.history_length,
                 checkpoint_dir=args.checkpoint_dir / args.task / name if args.checkpoint_dir else None,
                 **learning_settings(args),
             )
@@ -116,6 +144,7 @@ def main() -> None:
                 rollout_steps=args.rollout_steps,
                 num_envs=args.num_envs,
                 group_size=args.group_size,
+                history_length=args.history_length,
             )
             write_json(RUNS / args.task / f"{name}.json", record, indent=1)
             print(

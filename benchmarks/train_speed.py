@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import multiprocessing
 import platform
-import resource
 import tempfile
 import time
 from pathlib import Path
 
-from common import QUIET_RUN, isolated, paper_gamma, write_json
+from common import QUIET_RUN, isolated, paper_gamma, peak_rss_mb, write_json
 
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
 SHAPES = {
@@ -52,10 +51,6 @@ SHAPES = {
 }
 MINIBATCH = 32  # transitions per optimizer step, both methods
 ITERATIONS = 6  # trainer iterations; the first and the last are not measured
-
-
-def peak_memory_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
@@ -90,7 +85,7 @@ def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
         def on_log(self, args, state, control, logs=None, **kwargs):
             self.logs.append(dict(logs or {}))
 
-    memory_before = peak_memory_mb()
+    memory_before = peak_rss_mb()
     trainer = EmbodiedPPOTrainer(model=None, args=args, callbacks=[Record()])
     trainer.train()
     # The first optimizer step of iteration i logs iteration i's rollout times together with iteration
@@ -109,7 +104,7 @@ def measure_trainer(shape: str, bf16: bool, reuse_states: bool = True) -> dict:
         "env_seconds": env / len(measured),
         "update_seconds": update / len(measured),
         "overhead_seconds": (seconds - scoring - env - update) / len(measured),
-        "peak_extra_memory_mb": peak_memory_mb() - memory_before,
+        "peak_extra_memory_mb": peak_rss_mb() - memory_before,
         # States each measured rollout ran through the model, of its num_envs x rollout_steps decisions
         # (+ bootstraps): the distinct ones with reuse, every one without.
         "rollout_states_scored": [rollouts[i]["rollout/states_scored"] for i in measured],
@@ -154,7 +149,7 @@ def measure_plain(shape: str) -> dict:
     states = [env.reset(seed=i) for i, env in enumerate(envs)]
     with torch.no_grad():
         act(states[0][0], states[0][1]["valid_actions"])  # warm-up
-    memory_before = peak_memory_mb()
+    memory_before = peak_rss_mb()
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
     scoring = env_time = 0.0
@@ -215,7 +210,7 @@ def measure_plain(shape: str) -> dict:
         "env_seconds": env_time,
         "update_seconds": end - rollout_done,
         "overhead_seconds": seconds - scoring - env_time - (end - rollout_done),
-        "peak_extra_memory_mb": peak_memory_mb() - memory_before,
+        "peak_extra_memory_mb": peak_rss_mb() - memory_before,
     }
 
 

@@ -876,14 +876,15 @@ def test_evaluation_plays_the_training_env_kwargs(tmp_path, tokenizer):
 
 
 # -- several processes ---------------------------------------------------------------------------------
-def test_two_processes_hold_the_same_adapter(tmp_path):
+def train_in_two_processes(tmp_path, *script_args: str) -> None:
+    """tests/scripts/two_process_train.py under `accelerate launch`, and its two ranks' adapters the same."""
     # Two CPU processes (gloo) wherever the suite runs: on a one-GPU machine two ranks cannot share the card.
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(ROOT / "tests" / "scripts" / "two_process_train.py"), str(tmp_path),
+        str(ROOT / "tests" / "scripts" / "two_process_train.py"), str(tmp_path), *script_args,
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -891,6 +892,10 @@ def test_two_processes_hold_the_same_adapter(tmp_path):
     assert ranks[0].keys() == ranks[1].keys() and ranks[0]
     for name in ranks[0]:
         assert torch.equal(ranks[0][name], ranks[1][name]), name
+
+
+def test_two_processes_hold_the_same_adapter(tmp_path):
+    train_in_two_processes(tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["env_steps"] == 2 * 16 * 2  # two processes x 16 decision steps x 2 iterations
     assert summary["seeds_differ"]

@@ -18,7 +18,7 @@ from trl_embodied import ActionScorer, VLLMActionScorer, VLLMClient
 from trl_embodied.modeling import default_lora_config
 
 from .conftest import build_llama
-from .test_trainer import make_trainer
+from .test_trainer import make_trainer, train_in_two_processes
 from .toy_envs import TwoChoiceEnv
 
 
@@ -174,3 +174,17 @@ def test_trainer_in_server_mode_scores_rollouts_through_the_server(server, token
     with torch.no_grad():
         trained = ActionScorer(policy, tokenizer).score([prompt], [info["valid_actions"]])
     torch.testing.assert_close(served.logprobs, trained.logprobs, atol=1e-5, rtol=0)
+
+
+def test_two_processes_share_one_server_and_only_the_main_one_syncs(server, tmp_path):
+    """Both processes score their rollouts through the server; the weights (the same on both after an update)
+    are handed over once per iteration, by the main process, and no scoring comes before the first hand-over
+    (the other process waits for it)."""
+    train_in_two_processes(tmp_path, server.url)  # the ranks' adapters stay the same
+    paths = server.paths()
+    assert paths.count("/collective_rpc") == paths.count("/reset_prefix_cache") == 2  # two iterations
+    # the rollouts were scored after each sync (at least one request per process), none before the first
+    first_sync, second_sync = (i for i, path in enumerate(paths) if path == "/collective_rpc")
+    assert paths[:first_sync] == []
+    assert paths[first_sync + 2 : second_sync].count("/v1/completions") >= 2
+    assert paths[second_sync + 2 :].count("/v1/completions") >= 2

@@ -1,5 +1,6 @@
 """Run by test_two_processes_hold_the_same_adapter under `accelerate launch --num_processes 2`: each rank's
-adapter, its metrics before they are averaged over processes, and rank 0's logs."""
+adapter, its metrics before they are averaged over processes, and rank 0's logs. A second argument, a vLLM
+server's address, scores the rollouts there (vllm_mode="server")."""
 
 import json
 import sys
@@ -13,6 +14,14 @@ from tests.toy_envs import FlakyEnv
 from trl_embodied import EmbodiedActorCritic, EmbodiedPPOConfig, EmbodiedPPOTrainer
 
 out = Path(sys.argv[1])
+server = {}
+if len(sys.argv) > 2:
+    server = dict(
+        use_vllm=True,
+        vllm_mode="server",
+        vllm_server_base_url=sys.argv[2],
+        vllm_sync_dir=str(out / "weights"),
+    )
 set_seed(0)
 tokenizer = build_tokenizer()
 args = EmbodiedPPOConfig(
@@ -29,6 +38,7 @@ args = EmbodiedPPOConfig(
     value_head_sizes=[16],
     use_cpu=True,
     on_env_error="reset",  # every env's third step raises: each process survives 4 errors a rollout
+    **server,
 )
 model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
 trainer = EmbodiedPPOTrainer(model=model, args=args, env=lambda: FlakyEnv(every=3))

@@ -2,9 +2,9 @@
 group estimators GRPO, RLOO and GiGPO, same task, seeds and budget.
 
 Every estimator trains the default model with the trainer's defaults except ``--rollout_steps`` (a group
-estimator learns only from episode rounds that end within a rollout, so a rollout must be longer than an
-episode) and ``--group_size`` (environments per seed-sharing group; ``num_envs`` is ``--num_envs``). GAE
-runs with the same rollout length, so the budget per iteration is the same. The figure of merit is the
+estimator learns only from episode rounds that end within a rollout, so a rollout must be as long as an
+episode can be: the default is the task's episode limit) and ``--group_size`` (environments per
+seed-sharing group; ``num_envs`` is ``--num_envs``). GAE runs with the same rollout length, so the budget per iteration is the same. The figure of merit is the
 env steps until greedy success first reaches 0.9, and each group estimator's ratio to GAE on the same
 seed.
 
@@ -102,9 +102,9 @@ def main() -> None:
     parser.add_argument(
         "--rollout_steps",
         type=int,
-        default=96,
-        help="Decision steps per env per iteration: above the untrained policy's episode length (uniform play "
-        "takes up to 88 decisions on Tomato Salad, 80 on Tomato-Lettuce Salad, 50 in the household tasks).",
+        help="Decision steps per env per iteration; default: the task's episode limit (200 in Overcooked, 50 in "
+        "the household tasks), so that every round a rollout starts ends within it (a group estimator drops "
+        "the others, and a policy that slows down would stop learning).",
     )
     parser.add_argument("--num_envs", type=int, default=4)
     parser.add_argument("--group_size", type=int, default=4)
@@ -122,6 +122,10 @@ def main() -> None:
     if args.report:
         report()
         return
+    if args.rollout_steps is None:
+        from trl_embodied import make_env
+
+        args.rollout_steps = make_env(TASKS[args.task]).unwrapped.max_primitive_steps
     for seed in args.seed:
         for estimator in args.estimator:
             name = f"{row_name(estimator, args.history_length)}_seed{seed}"

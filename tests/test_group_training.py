@@ -132,6 +132,24 @@ def test_a_rollout_shorter_than_the_episodes_warns_that_nothing_is_learned(tmp_p
         trainer.train()
 
 
+def test_episodes_that_may_outlast_the_rollout_are_named_before_training(tmp_path, tokenizer):
+    # Tomato Salad truncates at 200 primitive steps: a policy that dawdles plays rounds no 4-step rollout
+    # holds, and a group estimator would drop them without a word after the first rollout.
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        env="trl_embodied/Overcooked-TomatoSalad-v0",
+        advantage_estimator="grpo",
+        group_size=2,
+        rollout_steps=4,
+        max_steps=1,
+    )
+    with pytest.warns(
+        UserWarning, match="last up to 200 decisions, more than rollout_steps=4.*rollout_steps >= 200"
+    ):
+        trainer.train()
+
+
 def test_with_history_gigpo_anchors_on_the_prompt_that_carries_it(tmp_path, tokenizer, monkeypatch):
     """The anchor state is the exact prompt: with history_length the same door after different pasts is a
     different anchor, so GiGPO's step groups never pool them."""

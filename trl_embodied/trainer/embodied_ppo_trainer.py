@@ -657,6 +657,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._states_scored = 0
         if self.slots is None:
             self.slots = self._make_slots()
+            self._check_rounds_fit()
 
         rollout = self._play(args.rollout_steps)
         if args.critic_free:
@@ -847,6 +848,21 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         else:
             slot.reset()
         return bool(trunc and not term)
+
+    def _check_rounds_fit(self) -> None:
+        """With a group estimator, warn when an episode may outlast a rollout: its round is then dropped
+        whole, and a policy that slows down (longer episodes) stops learning altogether."""
+        limit = getattr(
+            self.slots[0].env.unwrapped, "max_primitive_steps", None
+        )  # decisions <= primitive steps
+        if self.args.critic_free and limit is not None and self.args.rollout_steps < limit:
+            warnings.warn(
+                f"advantage_estimator={self.args.advantage_estimator!r} learns only from episode rounds that end "
+                f"within a rollout, and episodes of {self.slots[0].name} last up to {limit} decisions, more than "
+                f"rollout_steps={self.args.rollout_steps}: rounds of longer episodes are dropped whole. Set "
+                f"rollout_steps >= {limit} to keep every round a rollout starts.",
+                stacklevel=3,
+            )
 
     def _start_group_round(self, rollout: _Rollout, group: int) -> None:
         """Reset every slot of ``group`` with one new seed: the same start for the group's episodes."""

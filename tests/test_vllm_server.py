@@ -14,7 +14,7 @@ import torch
 from peft import get_peft_model
 from safetensors.torch import load_file
 
-from trl_embodied import ActionScorer, VLLMActionScorer, VLLMClient
+from trl_embodied import ActionScorer, VLLMActionScorer, VLLMClient, collect_trajectories, evaluate_policy
 from trl_embodied.modeling import default_lora_config
 
 from .conftest import build_llama
@@ -188,3 +188,23 @@ def test_two_processes_share_one_server_and_only_the_main_one_syncs(server, tmp_
     assert paths[:first_sync] == []
     assert paths[first_sync + 2 : second_sync].count("/v1/completions") >= 2
     assert paths[second_sync + 2 :].count("/v1/completions") >= 2
+
+
+def test_evaluation_and_trajectories_play_a_policy_scored_by_a_server(server, tokenizer):
+    """evaluate_policy and collect_trajectories take the vLLM scorer where they take ActionScorer: the same
+    episodes, action for action, with the same probabilities."""
+    client = VLLMClient(server.url, weights_dir="unused")
+    base = build_llama(len(tokenizer), seed=0)
+    served = evaluate_policy(VLLMActionScorer(client, tokenizer), TwoChoiceEnv, 4, progress=False)
+    with torch.no_grad():
+        local = evaluate_policy(ActionScorer(base, tokenizer), TwoChoiceEnv, 4, progress=False)
+    assert served.episodes == local.episodes
+    rows, expected = (
+        collect_trajectories(
+            scorer, TwoChoiceEnv, 2, generator=torch.Generator().manual_seed(0), progress=False
+        )
+        for scorer in (VLLMActionScorer(client, tokenizer), ActionScorer(base, tokenizer))
+    )
+    assert list(rows["action"]) == list(expected["action"]) and len(set(rows["action"])) == 2  # both chosen
+    for mine, theirs in zip(rows["action_probs"], expected["action_probs"], strict=True):
+        assert mine == pytest.approx(theirs, abs=1e-5)

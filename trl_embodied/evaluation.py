@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from trl_embodied.envs.registration import make_env
 from trl_embodied.scoring import ActionScorer, memoized_states
+from trl_embodied.vllm_scoring import VLLMActionScorer
 
 #: ``policy(prompts, valid_actions) -> [B, K]`` action probabilities (0 at padding), or a scorer-like object.
 Policy = Callable[[Sequence[str], Sequence[Sequence[str]]], torch.Tensor]
@@ -63,7 +64,7 @@ def action_probabilities(
     envs: Sequence[gymnasium.Env] = (),
     cache: dict | None = None,
 ) -> torch.Tensor:
-    """``[B, K]`` probabilities from an EmbodiedActorCritic, an ActionScorer, a symbolic-observation policy
+    """``[B, K]`` probabilities from an EmbodiedActorCritic, an ActionScorer or VLLMActionScorer, a symbolic-observation policy
     (the MLP baseline, K = the action space's size), the planner (one-hot on its next action; needs
     ``envs``), the uniform policy or a plain callable.
 
@@ -97,7 +98,7 @@ def action_probabilities(
             probs[row, : len(info["action_ids"])] = vocabulary_probs[row, info["action_ids"]]
         return probs
     scorer = getattr(policy, "scorer", policy)
-    if isinstance(scorer, ActionScorer):
+    if isinstance(scorer, (ActionScorer, VLLMActionScorer)):
 
         def score(new_prompts: list[str], new_actions: list[list[str]]) -> list[torch.Tensor]:
             probs = scorer.score(new_prompts, new_actions).probs.float()
@@ -259,7 +260,8 @@ def evaluate_policy(
 
     Args:
         policy: an :class:`~trl_embodied.EmbodiedActorCritic`, an :class:`~trl_embodied.ActionScorer` (a
-            zero-shot base model: the SayCan-style baseline), the MLP baseline
+            zero-shot base model: the SayCan-style baseline) or a :class:`~trl_embodied.VLLMActionScorer`
+            (the same, scored by a vLLM engine or server), the MLP baseline
             (:class:`~trl_embodied.baselines.MLPActorCritic`, which reads ``info["symbolic_observation"]``),
             ``"planner"`` (the env's optimal planner) or ``policy(prompts, actions) -> [B, K] probs``.
         env: a gymnasium id or a factory; ``batch_size`` copies run in lockstep, scored in one batch.

@@ -4,9 +4,9 @@ group estimators GRPO, RLOO and GiGPO, same task, seeds and budget.
 Every estimator trains the default model with the trainer's defaults except ``--rollout_steps`` (a group
 estimator learns only from episode rounds that end within a rollout, so a rollout must be as long as an
 episode can be: the default is the task's episode limit) and ``--group_size`` (environments per
-seed-sharing group; ``num_envs`` is ``--num_envs``). GAE runs with the same rollout length, so the budget per iteration is the same. The figure of merit is the
-env steps until greedy success first reaches 0.9, and each group estimator's ratio to GAE on the same
-seed.
+seed-sharing group; ``num_envs`` is ``--num_envs``). GAE runs with the same rollout length, so the budget
+per iteration is the same. The figure of merit is the env steps until greedy success first reaches 0.9,
+and each group estimator's ratio to GAE on the same seed.
 
     python benchmarks/estimators.py --task tomato_salad --estimator gae grpo rloo gigpo --seed 0
     python benchmarks/estimators.py --task tomato_lettuce_salad --estimator gigpo --history_length 2
@@ -55,7 +55,7 @@ def report() -> dict:
                 record
             )
         rows = {estimator: method_figures(runs) for estimator, runs in records.items()}
-        for estimator, runs in records.items():  # the cost figures: update time and peak memory
+        for estimator, runs in records.items():  # what each costs: update time and peak memory
             rows[estimator]["update_seconds_per_iteration"] = [
                 r["seconds_per_iteration"]["update"] for r in runs
             ]

@@ -334,6 +334,7 @@ def main() -> None:
         + ("_warm_start" if args.warm_start else "")
     )
     run_dir.mkdir(parents=True, exist_ok=True)
+    target = target_success(TASKS[args.task])
     for seed in args.seed if args.method != "zero_shot" else [0]:
         if args.method == "twosome":
             budget = args.total_env_steps
@@ -372,13 +373,13 @@ def main() -> None:
             total_env_steps=budget,
             eval_episodes=args.eval_episodes,
             env_kwargs=env_kwargs,
-            target_success=target_success(TASKS[args.task]),
-            steps_to_target=steps_to_target(record["history"], target_success(TASKS[args.task])),
+            target_success=target,
+            steps_to_target=steps_to_target(record["history"], target),
         )
         path = run_dir / f"{args.method}_seed{seed}.json"
         write_json(path, record, indent=1)
         print(
-            f"{args.task} {args.method} seed {seed}: steps to {record['target_success']} greedy success "
+            f"{args.task} {args.method} seed {seed}: steps to {target} greedy success "
             f"{record['steps_to_target']} of {budget}"
         )
 

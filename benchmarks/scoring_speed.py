@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import platform
-import resource
 import statistics
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import isolated, write_json
+from common import isolated, peak_rss_mb, write_json
 
 RESULTS = Path(__file__).parent / "results" / "scoring_speed.json"
 SHAPES = {
@@ -90,18 +89,18 @@ def measure(shape: str, method: str, backward: bool, repeats: int) -> dict:
                 logprobs = torch.cat(rows)
         return logprobs.detach()
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory_before = peak_rss_mb()
     logprobs = run()  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory_peak = peak_rss_mb()
     prompt_tokens = [len(tokenizer(p)["input_ids"]) for p in prompts]
     return {
         "seconds": statistics.median(times),
-        "peak_extra_memory_mb": (rss_peak - rss_before) / 1024,
+        "peak_extra_memory_mb": memory_peak - memory_before,
         "logprobs": [row[: len(a)].tolist() for row, a in zip(logprobs, actions, strict=True)],
         "mean_prompt_tokens": sum(prompt_tokens) / len(prompt_tokens),
         "actions_per_env": [len(a) for a in actions],

@@ -852,9 +852,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
     def _check_rounds_fit(self) -> None:
         """With a group estimator, warn when an episode may outlast a rollout: its round is then dropped
         whole, and a policy that slows down (longer episodes) stops learning altogether."""
-        limit = getattr(
-            self.slots[0].env.unwrapped, "max_primitive_steps", None
-        )  # decisions <= primitive steps
+        # A decision takes one primitive step or more: the primitive limit bounds an episode's decisions.
+        limit = getattr(self.slots[0].env.unwrapped, "max_primitive_steps", None)
         if self.args.critic_free and limit is not None and self.args.rollout_steps < limit:
             warnings.warn(
                 f"advantage_estimator={self.args.advantage_estimator!r} learns only from episode rounds that end "

@@ -116,7 +116,7 @@ def test_a_model_with_a_value_head_is_refused_for_a_critic_free_estimator(tmp_pa
         EmbodiedPPOTrainer(model=model, args=config(tmp_path, advantage_estimator="grpo", group_size=2))
 
 
-def test_a_rollout_shorter_than_the_episodes_warns_that_nothing_is_learned(tmp_path, tokenizer):
+def test_a_rollout_shorter_than_the_episodes_warns_and_leaves_the_adapter_alone(tmp_path, tokenizer):
     trainer = make_trainer(
         tmp_path,
         tokenizer,
@@ -124,12 +124,21 @@ def test_a_rollout_shorter_than_the_episodes_warns_that_nothing_is_learned(tmp_p
         advantage_estimator="grpo",
         group_size=2,
         rollout_steps=2,
-        max_steps=1,
+        max_steps=2,
+        weight_decay=0.5,  # AdamW would shrink the weights on any optimizer step, gradient or not
     )  # a random policy rarely opens and walks through the door within 2 steps in both slots of a group
+    before = trainable_state(trainer)
     with pytest.warns(
         UserWarning, match="no group's episode round ended within a rollout of rollout_steps=2"
     ):
         trainer.train()
+    empty = [
+        row["policy/empty_minibatch"] for row in trainer.state.log_history if "policy/empty_minibatch" in row
+    ]
+    assert empty == [1.0, 1.0]  # every minibatch was skipped...
+    after = trainable_state(trainer)
+    for name, weights in before.items():  # ...so no optimizer step moved a weight
+        assert torch.equal(weights, after[name]), name
 
 
 def test_episodes_that_may_outlast_the_rollout_are_named_before_training(tmp_path, tokenizer):

@@ -973,6 +973,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             return torch.zeros((), device=device, requires_grad=True)
         args = self.args
         mask = inputs["mask"].to(device)  # the rows that count (a group estimator drops some)
+        if args.critic_free:
+            # A minibatch whose rows were all dropped on every process (rounds the rollout's end cut) has
+            # nothing to learn: skip it like the target-KL stop does, so that no optimizer step moves the
+            # adapter on Adam's momentum or weight decay alone. Decided over all processes, as DDP needs.
+            rows = self.accelerator.gather(mask.sum()[None].float()).sum()
+            self._metrics["policy/empty_minibatch"].append(float(rows == 0))
+            if rows == 0:
+                return torch.zeros((), device=device, requires_grad=True)
         output = model(inputs["prompts"], inputs["actions"])
         scores = output.scores
         new_logprobs = scores.log_policy.gather(1, inputs["chosen"].to(device)[:, None]).squeeze(-1)

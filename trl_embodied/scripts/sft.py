@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from transformers import set_seed
 from trl import SFTConfig, SFTTrainer, TrlParser
 
 from trl_embodied.modeling import default_lora_config, load_base_model
@@ -72,6 +73,7 @@ def main(args: WarmStartArguments, sft_args: SFTConfig, model=None, tokenizer=No
     pairs = to_prompt_completion(demonstrations)
     if model is None:
         model, tokenizer = load_base_model(args.model_name_or_path)
+    set_seed(sft_args.seed)  # the new adapter's random init, so that a seed names one adapter
     trainer = SFTTrainer(
         model=model,
         args=sft_args,

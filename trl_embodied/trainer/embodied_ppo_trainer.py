@@ -41,6 +41,7 @@ from typing import Any
 import gymnasium
 import torch
 from torch.utils.data import DataLoader
+from transformers import set_seed
 from transformers.utils import logging
 from trl.trainer.base_trainer import _BaseTrainer
 
@@ -330,6 +331,9 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                     )
                 )
         else:
+            # The new adapter's and value head's weights are drawn at random: from args.seed, as the Trainer
+            # seeds a model_init, so that a seed names one run (its init, not only its rollouts).
+            set_seed(args.seed)
             if isinstance(model, torch.nn.Module):  # a loaded causal LM, or a PeftModel with its adapter
                 if processing_class is None:
                     raise ValueError("pass processing_class (the tokenizer) together with a loaded model.")

@@ -53,8 +53,9 @@ def add_bf16_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bf16",
         action="store_true",
-        help="Train TWOSOME with bf16 autocast (1.6-2.5x the float32 trainer's decision steps per second on "
-        "the 2-core CPU: benchmarks/results/train_speed.json).",
+        help="Train TWOSOME with bf16 autocast: 1.6-2.5x the float32 trainer's decision steps per second on a "
+        "CPU with native bf16 (benchmarks/results/train_speed.json), many times slower on one without (AVX2 "
+        "only; the trainer warns).",
     )
 
 
@@ -280,7 +281,10 @@ def train_twosome(
         "num_ppo_epochs": args.num_ppo_epochs,
         "gamma": args.gamma,
         **({"model": model} if model is not None else {}),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU",
+        # The CPU's vector extensions decide its speed, bf16's above all (AVX2: no native bf16).
+        "device": torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"{platform.machine()} CPU ({torch.backends.cpu.get_cpu_capability()})",
         "code_version": code_version(),
         "peak_rss_mb": peak_rss_mb(),
     }

@@ -15,7 +15,9 @@ difference <= 1e-4 (float32).
 
     python benchmarks/scoring_speed.py [--repeats 3]
 
-Writes benchmarks/results/scoring_speed.json.
+Writes benchmarks/results/scoring_speed.json. ``--bf16_only`` times the prefix-shared scorer in float32
+and under bf16 autocast alone (no naive baseline), to see whether bf16 pays on this CPU, and writes
+benchmarks/results/scoring_speed_bf16_<cpu capability>.json.
 """
 
 from __future__ import annotations
@@ -113,8 +115,15 @@ def differences(first: list[list[float]], second: list[list[float]]) -> list[flo
 
 
 def main() -> None:
+    import torch
+
+    from trl_embodied.trainer.embodied_ppo_trainer import cpu_has_native_bf16
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--bf16_only", action="store_true", help="Only float32 against bf16 autocast, prefix-shared."
+    )
     args = parser.parse_args()
     isolated(
         measure, "tomato_salad_4x5", "prefix_shared", False, 1
@@ -124,35 +133,45 @@ def main() -> None:
         row = {}
         for backward in (False, True):
             mode = "forward_backward" if backward else "forward"
-            naive = isolated(measure, shape, "naive", backward, args.repeats)
             shared = isolated(measure, shape, "prefix_shared", backward, args.repeats)
             bf16 = isolated(measure, shape, "prefix_shared_bf16", backward, args.repeats)
-            difference = max(differences(naive["logprobs"], shared["logprobs"]))
             bf16_error = differences(shared["logprobs"], bf16["logprobs"])
             row[mode] = {
-                "naive_seconds": naive["seconds"],
                 "prefix_shared_seconds": shared["seconds"],
-                "speedup": naive["seconds"] / shared["seconds"],
-                "max_logprob_difference": difference,
-                "naive_peak_extra_memory_mb": naive["peak_extra_memory_mb"],
                 "prefix_shared_peak_extra_memory_mb": shared["peak_extra_memory_mb"],
                 "prefix_shared_bf16_seconds": bf16["seconds"],
                 "bf16_speedup_over_float32": shared["seconds"] / bf16["seconds"],
                 "bf16_max_logprob_error": max(bf16_error),
                 "bf16_mean_logprob_error": sum(bf16_error) / len(bf16_error),
             }
-            print(
-                f"{shape} {mode}: naive {naive['seconds']:.2f} s, prefix-shared {shared['seconds']:.2f} s, "
-                f"speedup {row[mode]['speedup']:.1f}x, max |dlogprob| {difference:.2e}, peak extra memory "
-                f"{naive['peak_extra_memory_mb']:.0f} MB vs {shared['peak_extra_memory_mb']:.0f} MB; bf16 autocast "
-                f"{bf16['seconds']:.2f} s ({row[mode]['bf16_speedup_over_float32']:.1f}x float32), log-prob error "
-                f"mean {row[mode]['bf16_mean_logprob_error']:.3f} max {row[mode]['bf16_max_logprob_error']:.3f} nats"
+            report = (
+                f"{shape} {mode}: prefix-shared {shared['seconds']:.2f} s; bf16 autocast {bf16['seconds']:.2f} s "
+                f"({row[mode]['bf16_speedup_over_float32']:.2f}x float32's speed), log-prob error mean "
+                f"{row[mode]['bf16_mean_logprob_error']:.3f} max {row[mode]['bf16_max_logprob_error']:.3f} nats"
             )
+            if not args.bf16_only:
+                naive = isolated(measure, shape, "naive", backward, args.repeats)
+                difference = max(differences(naive["logprobs"], shared["logprobs"]))
+                row[mode].update(
+                    naive_seconds=naive["seconds"],
+                    speedup=naive["seconds"] / shared["seconds"],
+                    max_logprob_difference=difference,
+                    naive_peak_extra_memory_mb=naive["peak_extra_memory_mb"],
+                )
+                report += (
+                    f"; naive {naive['seconds']:.2f} s, speedup {row[mode]['speedup']:.1f}x, max |dlogprob| "
+                    f"{difference:.2e}, peak extra memory {naive['peak_extra_memory_mb']:.0f} MB vs "
+                    f"{shared['peak_extra_memory_mb']:.0f} MB"
+                )
+            print(report, flush=True)
         row["mean_prompt_tokens"] = shared["mean_prompt_tokens"]
         row["actions_per_env"] = shared["actions_per_env"]
         results["shapes"][shape] = row
+    capability = torch.backends.cpu.get_cpu_capability()
     results["machine"] = f"{platform.machine()}, {multiprocessing.cpu_count()} cores, CPU only"
-    write_json(RESULTS, results)
+    results.update(cpu_capability=capability, cpu_has_native_bf16=cpu_has_native_bf16())
+    output = RESULTS.with_name(f"scoring_speed_bf16_{capability.lower()}.json") if args.bf16_only else RESULTS
+    write_json(output, results)
 
 
 if __name__ == "__main__":

@@ -272,6 +272,21 @@ def test_rollout_and_update_score_in_the_same_precision(tmp_path, tokenizer, bf1
     assert log["policy/approx_kl"] < 1e-7 and log["policy/clip_fraction"] == 0.0
 
 
+@pytest.mark.parametrize(("bf16", "native"), [(True, False), (True, True), (False, False)])
+def test_bf16_on_a_cpu_without_native_bf16_is_named_slow(tmp_path, tokenizer, monkeypatch, bf16, native):
+    import warnings
+
+    from trl_embodied.trainer import embodied_ppo_trainer
+
+    monkeypatch.setattr(embodied_ppo_trainer, "cpu_has_native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_trainer(tmp_path, tokenizer, bf16=bf16)
+    slow = [w for w in caught if "without native bf16 arithmetic" in str(w.message)]
+    assert len(slow) == (bf16 and not native)
+    assert not slow or "Set bf16=False here" in str(slow[0].message)
+
+
 def test_each_distinct_state_is_scored_once_per_rollout_and_evaluation(tmp_path, tokenizer):
     """TwoChoiceEnv has one state: the rollout (4 envs x 4 steps + bootstrap) and the evaluation score it
     once each; each minibatch of 8 copies of it runs one row through the model."""

@@ -149,6 +149,15 @@ def incomplete_checkpoint(checkpoint: Path) -> str | None:
     return None
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (oneDNN's AVX512 / AVX512-BF16 / AMX kernels).
+    Without them PyTorch falls back to generic kernels: on an AVX2-only CPU the scorer's forward + backward
+    under bf16 autocast ran 16-19x slower than in float32, so bf16 slows training down instead of speeding
+    it up (benchmarks/scoring_speed.py --bf16_only)."""
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(supported()) if supported is not None else True
+
+
 def _identity(batch):
     return batch
 
@@ -394,6 +403,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        if args.bf16 and self.accelerator.device.type == "cpu" and not cpu_has_native_bf16():
+            warnings.warn(
+                "bf16=True on a CPU without native bf16 arithmetic (no AVX512 / AMX): bf16 runs many times "
+                "slower than float32 there (an update's forward + backward 16-19x on an AVX2 CPU), so training "
+                "gets slower, not faster. Set bf16=False here; bf16 pays on GPUs and on CPUs with AVX512-BF16 "
+                "or AMX.",
+                stacklevel=2,
+            )
         if args.total_env_steps is not None:
             per_iteration = args.num_envs * args.rollout_steps * self.accelerator.num_processes
             args.max_steps = (

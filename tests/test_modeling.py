@@ -195,7 +195,9 @@ def test_default_model_scores_equal_the_naive_way(task_batch):
     with torch.no_grad():
         scores = ActionScorer(model, tokenizer, normalization="none").score(*task_batch)
         naive = naive_action_logprobs(model, tokenizer, *task_batch)
-    assert torch.allclose(scores.logprobs[scores.mask], naive[scores.mask], atol=1e-4, rtol=0)
+    # float32 through 30 layers: on an AVX2 CPU the two packings round apart by up to 1.2e-4, 1.3e-5 of the
+    # log-prob's size, so the bound is relative as well; a packing error would be orders of magnitude larger.
+    assert torch.allclose(scores.logprobs[scores.mask], naive[scores.mask], atol=1e-4, rtol=3e-5)
     # Real language: serving nothing is less likely than picking up the tomato at the start.
     actions = task_batch[1][0]
     assert (

@@ -988,20 +988,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         if return_outputs:
             raise ValueError("EmbodiedPPOTrainer.compute_loss does not return outputs.")
         device = self.accelerator.device
-        if self._stop_iteration:  # target KL passed earlier in this iteration: skip, no forward
+        mask = inputs["mask"].to(device)  # the rows that count (a group estimator drops some)
+        if self._stop_iteration or self._all_rows_dropped(mask):
+            # Skipped, no forward: target KL passed earlier in this iteration, or nothing here to learn from.
             # The parameters get no gradient at all (the Trainer's zero_grad sets them to None), so the
-            # optimizer leaves them alone; zero gradients would let Adam's momentum move them on.
+            # optimizer leaves them alone; zero gradients would let Adam's momentum or weight decay move them.
             return torch.zeros((), device=device, requires_grad=True)
         args = self.args
-        mask = inputs["mask"].to(device)  # the rows that count (a group estimator drops some)
-        if args.critic_free:
-            # A minibatch whose rows were all dropped on every process (rounds the rollout's end cut) has
-            # nothing to learn: skip it like the target-KL stop does, so that no optimizer step moves the
-            # adapter on Adam's momentum or weight decay alone. Decided over all processes, as DDP needs.
-            rows = self.accelerator.gather(mask.sum()[None].float()).sum()
-            self._metrics["policy/empty_minibatch"].append(float(rows == 0))
-            if rows == 0:
-                return torch.zeros((), device=device, requires_grad=True)
         output = model(inputs["prompts"], inputs["actions"])
         scores = output.scores
         new_logprobs = scores.log_policy.gather(1, inputs["chosen"].to(device)[:, None]).squeeze(-1)
@@ -1051,6 +1044,16 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._metrics[name].append(float(value.detach()))
         self._metrics["policy/early_stopped"].append(float(self._stop_iteration))
         return loss
+
+    def _all_rows_dropped(self, mask: torch.Tensor) -> bool:
+        """Group estimators: whether every row of the minibatch (``[B]`` ``mask``) was dropped on every
+        process (rounds the rollout's end cut), decided over all processes, as DDP needs: all of them skip
+        it or none. Logged as ``policy/empty_minibatch``."""
+        if not self.args.critic_free:
+            return False
+        rows = self.accelerator.gather(mask.sum()[None].float()).sum()
+        self._metrics["policy/empty_minibatch"].append(float(rows == 0))
+        return bool(rows == 0)
 
     def _raise_non_finite_loss(self, inputs, policy_loss, value_loss, entropy) -> None:
         """Stop with an error that names the minibatch's states and which term went non-finite."""

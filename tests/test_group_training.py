@@ -67,6 +67,40 @@ def test_groups_share_their_reset_seed_and_unfinished_rounds_are_dropped(tmp_pat
     assert (advantages[~mask] == 0).all()
 
 
+def test_rows_a_group_estimator_drops_are_not_run_through_the_model(tmp_path, tokenizer):
+    """A minibatch with dropped rows (a waiting slot's, a cut round's) forwards only the rows that count,
+    and its loss and gradients are those of the kept rows alone."""
+    trainer = make_trainer(
+        tmp_path, tokenizer, env=DoorEnv, group_size=2, rollout_steps=24, advantage_estimator="gigpo"
+    )
+    trainer.slots = trainer._make_slots()
+    minibatch = next(b for b in trainer._rollout() if b["mask"].any() and not b["mask"].all())
+    kept = {
+        key: [v for v, m in zip(value, minibatch["mask"], strict=True) if m]
+        if isinstance(value, list)
+        else value[minibatch["mask"]]
+        for key, value in minibatch.items()
+    }
+    model = trainer.model
+    forwarded = []
+
+    def loss_and_gradients(batch):
+        model.zero_grad()
+        loss = trainer.compute_loss(
+            lambda prompts, actions: forwarded.append(len(prompts)) or model(prompts, actions), batch
+        )
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, gradients = loss_and_gradients(minibatch)
+    expected_loss, expected_gradients = loss_and_gradients(kept)
+    assert forwarded == [int(minibatch["mask"].sum())] * 2 < [len(minibatch["prompts"])] * 2
+    assert torch.allclose(loss, expected_loss, atol=1e-6)
+    assert gradients.keys() == expected_gradients.keys() and gradients
+    for name, gradient in gradients.items():
+        assert torch.allclose(gradient, expected_gradients[name], atol=1e-6), name
+
+
 def test_a_critic_free_run_resumes_to_the_same_weights(tmp_path, tokenizer):
     run = dict(env=DoorEnv, max_steps=4, advantage_estimator="gigpo", group_size=2)
     straight = make_trainer(tmp_path / "straight", tokenizer, **run)

@@ -162,6 +162,15 @@ def _identity(batch):
     return batch
 
 
+def _take_rows(batch: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
+    """The rows ``index`` (``[k]`` long) of a batch of transitions: lists of texts are indexed as lists,
+    tensors (``[B, ...]``) as tensors."""
+    return {
+        key: [value[i] for i in index.tolist()] if isinstance(value, list) else value[index]
+        for key, value in batch.items()
+    }
+
+
 @dataclass
 class _Rollout:
     """What one rollout of ``T`` steps in ``N`` env slots records, ``[T, N]`` per tensor."""
@@ -922,12 +931,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             order = torch.randperm(count, generator=self.generator)
             for start in range(0, count, size):
                 index = order[start : start + size]
-                minibatches.append(
-                    {
-                        key: ([value[i] for i in index.tolist()] if isinstance(value, list) else value[index])
-                        for key, value in transitions.items()
-                    }
-                )
+                minibatches.append(_take_rows(transitions, index))
         return minibatches
 
     def _record_trajectories(self, finished_steps: list[dict[str, Any]]) -> None:
@@ -994,6 +998,11 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             # The parameters get no gradient at all (the Trainer's zero_grad sets them to None), so the
             # optimizer leaves them alone; zero gradients would let Adam's momentum or weight decay move them.
             return torch.zeros((), device=device, requires_grad=True)
+        if mask.any() and not mask.all():
+            # Dropped rows (a waiting slot's, a round the rollout cut) add nothing to the masked means below:
+            # forward only the rows that count. A process with none forwards all, masked, as DDP needs.
+            inputs = _take_rows(inputs, inputs["mask"].nonzero().squeeze(-1))
+            mask = inputs["mask"].to(device)
         args = self.args
         output = model(inputs["prompts"], inputs["actions"])
         scores = output.scores

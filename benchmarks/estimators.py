@@ -11,11 +11,18 @@ and each group estimator's ratio to GAE on the same seed.
     python benchmarks/estimators.py --task tomato_salad --estimator gae grpo rloo gigpo --seed 0
     python benchmarks/estimators.py --task tomato_lettuce_salad --estimator gigpo --history_length 2
     python benchmarks/estimators.py --report
+    python benchmarks/estimators.py --task tomato_lettuce_salad --estimator gae gigpo --update_timing 3
 
 Each (task, estimator, seed) writes ``benchmarks/results/estimators/<task>/<estimator>_seed<k>.json``
 (``<estimator>_history<n>_seed<k>.json`` with ``--history_length n``: prompts that carry the episode's last
 n actions, a row of its own); ``--report`` merges them into ``benchmarks/results/estimators.json`` and
 ``estimators_<task>.png``.
+
+``--update_timing N`` measures what an estimator's update costs, controlled: each estimator trains N + 2
+PPO iterations from the same seed, one after the other in this run (the same machine and load), without
+evaluations; the updates of iterations 2 to N + 1 are timed (the first carries one-off costs, the last is
+logged by no later rollout), each against GAE's mean. Early in training the policies have barely moved, so
+the estimators update on rollouts alike. Writes ``benchmarks/results/estimators_update_time_<task>.json``.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from common import (
     TARGET,
     add_learning_arguments,
+    isolated,
     learning_settings,
     train_twosome,
     write_json,
@@ -95,6 +104,63 @@ def report() -> dict:
     return summary
 
 
+def timed_updates(task: str, estimator: str, seed: int, iterations: int, settings: dict) -> dict:
+    """Seconds of each PPO update of ``iterations + 2`` iterations, but the first's and the last's."""
+    transitions = settings["num_envs"] * settings["rollout_steps"]
+    _, record = train_twosome(
+        TASKS[task],
+        seed=seed,
+        advantage_estimator=estimator,
+        total_env_steps=(iterations + 2) * transitions,
+        eval_every=10**9,  # no evaluation but the one before training
+        eval_episodes=1,
+        **settings,
+    )
+    rollouts = [row for row in record["history"] if "time/scoring_seconds" in row]
+    # An iteration's update time is logged with the next iteration's rollout.
+    updates = [row["time/update_seconds"] for row in rollouts[2:]]
+    return {
+        "update_seconds": updates,
+        "mean_update_seconds": sum(updates) / len(updates),
+        # A group estimator's waiting slots play no steps: its iterations play fewer than GAE's.
+        "env_steps_per_iteration": np.diff([0] + [row["env_steps"] for row in rollouts]).tolist(),
+        "states_scored_per_rollout": [row["rollout/states_scored"] for row in rollouts],
+        "early_stopped_share": sum(r.get("policy/early_stopped", 0) for r in record["history"])
+        / max(1, sum("policy/early_stopped" in r for r in record["history"])),
+        "peak_rss_mb": record["peak_rss_mb"],
+        "device": record["device"],
+        "code_version": record["code_version"],
+    }
+
+
+def update_timing(args: argparse.Namespace) -> dict:
+    settings = dict(
+        num_envs=args.num_envs,
+        group_size=args.group_size,
+        rollout_steps=args.rollout_steps,
+        history_length=args.history_length,
+    )
+    result = {"task": args.task, "iterations_timed": args.update_timing, **settings, "seeds": {}}
+    for seed in args.seed:
+        rows = {
+            estimator: isolated(timed_updates, args.task, estimator, seed, args.update_timing, settings)
+            for estimator in args.estimator
+        }
+        for estimator, row in rows.items():
+            if "gae" in rows:
+                row["update_time_ratio_to_gae"] = (
+                    row["mean_update_seconds"] / rows["gae"]["mean_update_seconds"]
+                )
+            print(
+                f"{args.task} seed {seed} {estimator}: update {row['mean_update_seconds']:.1f} s an iteration "
+                f"({', '.join(f'{t:.0f}' for t in row['update_seconds'])})"
+                + (f", {row['update_time_ratio_to_gae']:.2f}x GAE's" if "gae" in rows else "")
+            )
+        result["seeds"][str(seed)] = rows
+    write_json(RESULTS / f"estimators_update_time_{args.task}.json", result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="tomato_salad")
@@ -117,6 +183,12 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint_dir", type=Path, help="Keep checkpoints under DIR/<task>/<estimator>_seed<k>."
     )
+    parser.add_argument(
+        "--update_timing",
+        type=int,
+        metavar="N",
+        help="Only time N updates of each estimator, controlled (see above), instead of learning runs.",
+    )
     add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
     if args.report:
@@ -126,6 +198,9 @@ def main() -> None:
         from trl_embodied import make_env
 
         args.rollout_steps = make_env(TASKS[args.task]).unwrapped.max_primitive_steps
+    if args.update_timing:
+        update_timing(args)
+        return
     for seed in args.seed:
         for estimator in args.estimator:
             name = f"{row_name(estimator, args.history_length)}_seed{seed}"

@@ -54,7 +54,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--states", type=int, default=16, help="Distinct states per task.")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--memory_share", type=float, default=0.1, help="vLLM's gpu_memory_utilization.")
+    parser.add_argument(
+        "--kv_cache_mib",
+        type=int,
+        default=512,
+        help="The engine's KV cache in MiB (vLLM's kv_cache_memory_bytes; a share of memory would depend on "
+        "the machine and on what this process holds).",
+    )
     args = parser.parse_args()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     import torch
@@ -69,7 +75,7 @@ def main() -> None:
         dtype="float32",
         enable_prefix_caching=True,
         max_model_len=2048,
-        gpu_memory_utilization=args.memory_share,
+        kv_cache_memory_bytes=args.kv_cache_mib * 2**20,
         seed=0,
     )
     prefix_shared, engine = ActionScorer(base, tokenizer), VLLMActionScorer(llm, tokenizer)

@@ -108,6 +108,7 @@ def trainable_state(trainer) -> dict[str, torch.Tensor]:
         ({"gamma": 1.5}, "gamma=1.5"),
         ({"vllm_mode": "remote"}, "vllm_mode='remote'; use 'colocate' .* or 'server'"),
         ({"vllm_gpu_memory_utilization": 0.0}, r"vllm_gpu_memory_utilization=0.0; use a share in \(0, 1\]"),
+        ({"vllm_kv_cache_memory_bytes": 0}, "vllm_kv_cache_memory_bytes=0; use a positive number of bytes"),
     ],
 )
 def test_invalid_configs_fail_early(tmp_path, overrides, message):

@@ -256,6 +256,15 @@ class EmbodiedPPOConfig(_BaseConfig):
             "machine's memory)."
         },
     )
+    vllm_kv_cache_memory_bytes: int | None = field(
+        default=None,
+        metadata={
+            "help": "The colocated engine's KV cache in bytes, in place of the share above (vLLM's "
+            "kv_cache_memory_bytes). On vLLM's CPU build the share is of the machine's memory and what the "
+            "training process already holds counts against it, so a share that fits one machine fails on a "
+            "smaller one; a size in bytes does not depend on the machine. None: sized by the share."
+        },
+    )
     vllm_max_model_length: int | None = field(
         default=None,
         metadata={
@@ -332,6 +341,13 @@ class EmbodiedPPOConfig(_BaseConfig):
         if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
             raise ValueError(
                 f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization!r}; use a share in (0, 1]."
+            )
+        if self.vllm_kv_cache_memory_bytes is not None and (
+            not isinstance(self.vllm_kv_cache_memory_bytes, int) or self.vllm_kv_cache_memory_bytes < 1
+        ):
+            raise ValueError(
+                f"vllm_kv_cache_memory_bytes={self.vllm_kv_cache_memory_bytes!r}; use a positive number of "
+                "bytes (e.g. 2**30 for 1 GiB), or None to size the cache by vllm_gpu_memory_utilization."
             )
         if self.critic_backbone not in ("shared", "frozen"):
             raise ValueError(f"critic_backbone={self.critic_backbone!r}; use 'shared' or 'frozen'.")

@@ -647,6 +647,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                     dtype=str(base.dtype).removeprefix("torch."),
                     enable_prefix_caching=True,
                     gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                    kv_cache_memory_bytes=args.vllm_kv_cache_memory_bytes,
                     max_model_len=args.vllm_max_model_length,
                     seed=args.seed,
                 )

@@ -72,12 +72,15 @@ def write_json(path: Path, data: Any, indent: int = 2) -> Path:
 
 
 def code_version() -> str | None:
-    """The commit the benchmark ran on, with ``-dirty`` where the working tree's code differed from it (the
-    result files that benchmarks write do not count), so a record says which trainer measured it; None
-    outside a git checkout."""
+    """The commit of the trl_embodied this process imported (which may be another checkout than the
+    benchmark's, on PYTHONPATH), with ``-dirty`` where that working tree's code differed from it (the result
+    files that benchmarks write do not count), so a record says which trainer measured it; None outside a
+    git checkout."""
+    import trl_embodied
 
     def git(*arguments: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *arguments], cwd=Path(__file__).parent, capture_output=True, text=True)
+        library = Path(trl_embodied.__file__).parent
+        return subprocess.run(["git", *arguments], cwd=library, capture_output=True, text=True)
 
     try:
         commit = git("rev-parse", "--short", "HEAD")

@@ -4,8 +4,10 @@ ScienceWorld (Wang et al., arXiv 2203.07540) runs 30 science tasks (boil water, 
 living thing...) in a Java engine, each in many variations. This adapter plays one task and variation:
 the prompt is the task description, the look-around and the inventory, ending where an action completes
 it ("..., you should"); the valid actions are the engine's valid action list (417 in the first state of
-``boil``), optionally narrowed by ``action_filter``; the reward is the increase of the engine's score (0 to
-100), and success is a finished task at score 100.
+``boil``), optionally narrowed by ``action_filter``; the reward is the increase of the engine's score as a
+share of the full score (the engine counts 0 to 100 points; a solved task returns 1, as every task of this
+project does, where rewards of tens of points would make the value loss dwarf the policy's on a shared
+backbone), ``info["score"]`` the engine's points, and success is a finished task at score 100.
 
 Needs the ``textenvs`` extra (``scienceworld``) and Java 17. ``make_env("trl_embodied/ScienceWorld-v0",
 task_name="boil", variation=0)``. There is no symbolic observation (the PPO-MLP baseline does not play it)
@@ -123,7 +125,7 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
             raise invalid_action_error(int(action), self._valid, type(self).__name__)
         _, _, done, engine_info = self.engine.step(self._valid[index])
         score = engine_info["score"]
-        reward, self._score = float(score - self._score), score
+        reward, self._score = (score - self._score) / SUCCESS_SCORE, score
         self._steps += 1
         success = bool(done and score >= SUCCESS_SCORE)
         truncated = not done and self._steps >= self.max_steps
@@ -131,4 +133,7 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         return prompt, reward, bool(done), truncated, self._info(prompt, engine_info, success)
 
     def close(self):
-        self.engine.close()  # the Java process
+        self.engine.close()  # asks the Java process to exit
+        # The engine closes itself again when garbage-collected, and writes to the process's stdin if it is
+        # still running then: a BrokenPipeError printed at exit. Waiting for the exit makes that a no-op.
+        self.engine._gateway.java_process.wait(timeout=30)

@@ -21,7 +21,8 @@ n actions, a row of its own); ``--report`` merges them into ``benchmarks/results
 ``--update_timing N`` measures what an estimator's update costs, controlled: each estimator trains N + 2
 PPO iterations from the same seed, one after the other in this run (the same machine and load), without
 evaluations; the updates of iterations 2 to N + 1 are timed (the first carries one-off costs, the last is
-logged by no later rollout), each against GAE's mean. Early in training the policies have barely moved, so
+logged by no later rollout), against GAE's: an iteration's mean, and a minibatch's (the target-KL stop ends
+iterations after different numbers of minibatches). Early in training the policies have barely moved, so
 the estimators update on rollouts alike. Writes ``benchmarks/results/estimators_update_time_<task>.json``.
 """
 
@@ -116,17 +117,28 @@ def timed_updates(task: str, estimator: str, seed: int, iterations: int, setting
         eval_episodes=1,
         **settings,
     )
-    rollouts = [row for row in record["history"] if "time/scoring_seconds" in row]
+    history = record["history"]
+    starts = [i for i, row in enumerate(history) if "time/scoring_seconds" in row]  # a rollout's first row
+    rollouts = [history[i] for i in starts]
+    # Minibatches that ran a forward and backward (rows with a policy loss; the target-KL stop and
+    # all-dropped minibatches run none), per iteration.
+    forwarded = [
+        sum("loss/policy" in row for row in history[begin:end])
+        for begin, end in zip(starts, starts[1:] + [len(history)], strict=True)
+    ]
+    timed = range(1, iterations + 1)
     # An iteration's update time is logged with the next iteration's rollout.
-    updates = [row["time/update_seconds"] for row in rollouts[2:]]
+    updates = [rollouts[k + 1]["time/update_seconds"] for k in timed]
     return {
         "update_seconds": updates,
         "mean_update_seconds": sum(updates) / len(updates),
+        "minibatches_forwarded": [forwarded[k] for k in timed],
+        "seconds_per_forwarded_minibatch": sum(updates) / ran
+        if (ran := sum(forwarded[k] for k in timed))
+        else None,
         # A group estimator's waiting slots play no steps: its iterations play fewer than GAE's.
         "env_steps_per_iteration": np.diff([0] + [row["env_steps"] for row in rollouts]).tolist(),
         "states_scored_per_rollout": [row["rollout/states_scored"] for row in rollouts],
-        "early_stopped_share": sum(r.get("policy/early_stopped", 0) for r in record["history"])
-        / max(1, sum("policy/early_stopped" in r for r in record["history"])),
         "peak_rss_mb": record["peak_rss_mb"],
         "device": record["device"],
         "code_version": record["code_version"],
@@ -148,13 +160,22 @@ def update_timing(args: argparse.Namespace) -> dict:
         }
         for estimator, row in rows.items():
             if "gae" in rows:
-                row["update_time_ratio_to_gae"] = (
-                    row["mean_update_seconds"] / rows["gae"]["mean_update_seconds"]
+                gae = rows["gae"]
+                row["update_time_ratio_to_gae"] = row["mean_update_seconds"] / gae["mean_update_seconds"]
+                per_minibatch = row["seconds_per_forwarded_minibatch"], gae["seconds_per_forwarded_minibatch"]
+                row["minibatch_time_ratio_to_gae"] = (
+                    per_minibatch[0] / per_minibatch[1] if None not in per_minibatch else None
                 )
             print(
                 f"{args.task} seed {seed} {estimator}: update {row['mean_update_seconds']:.1f} s an iteration "
-                f"({', '.join(f'{t:.0f}' for t in row['update_seconds'])})"
-                + (f", {row['update_time_ratio_to_gae']:.2f}x GAE's" if "gae" in rows else "")
+                f"({', '.join(f'{t:.0f}' for t in row['update_seconds'])}; minibatches run "
+                f"{row['minibatches_forwarded']}, {row['seconds_per_forwarded_minibatch']} s each)"
+                + (
+                    f", {row['update_time_ratio_to_gae']:.2f}x GAE's an iteration, "
+                    f"{row['minibatch_time_ratio_to_gae']}x a minibatch"
+                    if "gae" in rows
+                    else ""
+                )
             )
         result["seeds"][str(seed)] = rows
     write_json(RESULTS / f"estimators_update_time_{args.task}.json", result)

@@ -42,8 +42,12 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
             lists them).
         variation: the task's variation index.
         max_steps: decision steps before the episode is truncated.
+        action_prefixes: offer only the valid actions that start with one of these (``["focus on",
+            "pick up", "move", "teleport to"]``, say): a filter that, unlike a function, can live in a
+            config's ``env_kwargs`` or a task row. ``None``: every valid action.
         action_filter: ``action_filter(valid_actions, prompt, info) -> actions``, a subset of the engine's
-            valid actions to offer (to drop the ``connect ...`` combinations, say); it must keep one.
+            valid actions to offer (to drop the ``connect ...`` combinations, say), applied after
+            ``action_prefixes``; together they must keep one.
         max_actions: the size of the ``Discrete`` action space, an upper bound on the valid actions.
         simplifications: the engine's simplification string (``"easy"``, ``"teleportAction"``, ...).
     """
@@ -55,10 +59,15 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         task_name: str = "boil",
         variation: int = 0,
         max_steps: int = 100,
+        action_prefixes: Sequence[str] | None = None,
         action_filter: ActionFilter | None = None,
         max_actions: int = 8192,
         simplifications: str = "",
     ):
+        if isinstance(action_prefixes, str):  # a lone string would filter by its characters
+            raise TypeError(
+                f"action_prefixes={action_prefixes!r}; give a list of prefixes, e.g. [{action_prefixes!r}]."
+            )
         try:
             from scienceworld import ScienceWorldEnv
         except ImportError as error:
@@ -68,14 +77,15 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         self.engine = ScienceWorldEnv("", envStepLimit=max_steps + 1)  # the step limit is this env's own
         tasks = list(self.engine.get_task_names())
         if task_name not in tasks:
-            self.engine.close()
+            self.close()
             raise ValueError(f"unknown ScienceWorld task {task_name!r}; the tasks are {', '.join(tasks)}.")
         variations = self.engine.get_max_variations(task_name)
         if not 0 <= variation < variations:
-            self.engine.close()
+            self.close()
             raise ValueError(f"variation={variation}; task {task_name!r} has variations 0..{variations - 1}.")
         self.task_name, self.variation, self.simplifications = task_name, variation, simplifications
         self.max_steps, self.action_filter = max_steps, action_filter
+        self.action_prefixes = tuple(action_prefixes) if action_prefixes is not None else None
         self.observation_space = prompt_space()
         self.action_space = spaces.Discrete(max_actions)
         self._valid: list[str] = []
@@ -89,12 +99,15 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
 
     def _info(self, prompt: str, engine_info: dict[str, Any], success: bool) -> dict[str, Any]:
         valid = list(dict.fromkeys(engine_info["valid"]))  # unique, in the engine's order
+        if self.action_prefixes is not None:
+            valid = [action for action in valid if action.startswith(self.action_prefixes)]
         if self.action_filter is not None:
             valid = list(dict.fromkeys(self.action_filter(valid, prompt, engine_info)))
-            if not valid:
-                raise ValueError(
-                    f"action_filter left no valid action in this state of {self.task_name!r}: {prompt!r}"
-                )
+        if not valid:
+            raise ValueError(
+                f"action_prefixes={self.action_prefixes} and action_filter left no valid action in this state of "
+                f"{self.task_name!r}; offer more actions. The state: {prompt!r}"
+            )
         if len(valid) > self.action_space.n:
             raise ValueError(
                 f"{len(valid)} valid actions exceed max_actions={self.action_space.n}; raise max_actions or pass an "

@@ -24,8 +24,9 @@ TARGET_BY_ENV_FAMILY = {"BabyAI": 0.8}
 #: no trackers, no progress bars in the logs.
 QUIET_RUN = dict(logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True)
 #: The paper's discounts per primitive step: 0.99 in Overcooked, 0.95 in the household (VirtualHome) tasks;
-#: BabyAI's is GLAM's, 0.99. Every method of every benchmark uses its task's.
-GAMMA_BY_ENV_FAMILY = {"Overcooked": 0.99, "Household": 0.95, "BabyAI": 0.99}
+#: BabyAI's is GLAM's, 0.99; ScienceWorld has no TWOSOME figure: 0.99 as well. Every method of every
+#: benchmark uses its task's.
+GAMMA_BY_ENV_FAMILY = {"Overcooked": 0.99, "Household": 0.95, "BabyAI": 0.99, "ScienceWorld": 0.99}
 #: Where a checkpointed run keeps its evaluation before training (the Trainer's log history starts after it).
 BEFORE_TRAINING_FILE = "evaluation_before_training.json"
 WALL_TIME_FILE = "wall_time.json"  # in each checkpoint of such a run: the wall seconds it has run so far

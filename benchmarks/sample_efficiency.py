@@ -19,6 +19,11 @@ Runs are long on CPU, so each (task, method, seed) is its own invocation and wri
 BabyAI levels draw a new layout every episode: evaluate on more episodes there
 (``--task babyai_gotoredball --eval_episodes 20``).
 
+``scienceworld_find_non_living_thing`` is ScienceWorld's task of that name, variation 0, in its easy setting
+(teleporting between rooms), with the actions that start with "focus on", "pick up", "move", "teleport
+to" or "look around" offered (about 40-50 a state of ~115): a short TWOSOME run against the untrained model,
+no PPO-MLP (no symbolic observation).
+
 The household tasks offer a state's applicable actions, as the paper's do. ``--valid_actions all``
 runs the harder variant that offers the whole vocabulary in every state (its inapplicable actions
 no-ops); its records go to ``<task>_all_actions/`` and form rows of their own.
@@ -66,6 +71,17 @@ TASKS = {
     # episodes than a fixed layout's (--eval_episodes 20), and the target is GLAM's 0.8.
     "babyai_gotoredball": "trl_embodied/BabyAI-GoToRedBall-v0",
     "babyai_gotolocal": "trl_embodied/BabyAI-GoToLocal-v0",
+    "scienceworld_find_non_living_thing": "trl_embodied/ScienceWorld-v0",
+}
+#: Keyword arguments that make a task of an engine's env id (the verbs a CPU can score every state of).
+TASK_ENV_KWARGS = {
+    "scienceworld_find_non_living_thing": {
+        "task_name": "find-non-living-thing",
+        "variation": 0,
+        "simplifications": "easy",
+        "action_prefixes": ["focus on", "pick up", "move", "teleport to", "look around"],
+        "max_steps": 30,
+    },
 }
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 #: Records of TWOSOME with the Overcooked slots' earlier texts (only serve and chop followed the state).
@@ -75,12 +91,13 @@ HOUSEHOLD_TASKS = ("food_preparation", "entertainment")
 
 
 def env_kwargs_of(task: str, valid_actions: str) -> dict:
-    """The env's keyword arguments for the chosen action set (household tasks only)."""
+    """The env's keyword arguments: the task's own, and the chosen action set (household tasks only)."""
+    kwargs = dict(TASK_ENV_KWARGS.get(task, {}))
     if valid_actions == "applicable":
-        return {}
+        return kwargs
     if task not in HOUSEHOLD_TASKS:
         raise SystemExit(f"--valid_actions {valid_actions} applies to the household tasks {HOUSEHOLD_TASKS}.")
-    return {"valid_actions": valid_actions}
+    return {**kwargs, "valid_actions": valid_actions}
 
 
 def run_mlp(
@@ -330,7 +347,7 @@ def main() -> None:
     env_kwargs = env_kwargs_of(args.task, args.valid_actions)
     run_dir = RUNS / (
         args.task
-        + (f"_{args.valid_actions}_actions" if env_kwargs else "")
+        + (f"_{args.valid_actions}_actions" if args.valid_actions != "applicable" else "")
         + ("_warm_start" if args.warm_start else "")
     )
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -4,10 +4,11 @@ ScienceWorld (Wang et al., arXiv 2203.07540) runs 30 science tasks (boil water, 
 living thing...) in a Java engine, each in many variations. This adapter plays one task and variation:
 the prompt is the task description, the look-around and the inventory, ending where an action completes
 it ("..., you should"); the valid actions are the engine's valid action list (417 in the first state of
-``boil``), optionally narrowed by ``action_filter``; the reward is the increase of the engine's score as a
-share of the full score (the engine counts 0 to 100 points; a solved task returns 1, as every task of this
-project does, where rewards of tens of points would make the value loss dwarf the policy's on a shared
-backbone), ``info["score"]`` the engine's points, and success is a finished task at score 100.
+``boil``), optionally narrowed by ``action_prefixes`` or ``action_filter``; the reward is the increase of
+the engine's score as a share of the full score (the engine counts 0 to 100 points; a solved task returns
+1, as every task of this project does, where rewards of tens of points would make the value loss dwarf the
+policy's on a shared backbone), ``info["score"]`` the engine's points, and success is a finished task at
+score 100.
 
 Needs the ``textenvs`` extra (``scienceworld``) and Java 17. ``make_env("trl_embodied/ScienceWorld-v0",
 task_name="boil", variation=0)``. There is no symbolic observation (the PPO-MLP baseline does not play it)

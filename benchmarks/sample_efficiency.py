@@ -83,6 +83,10 @@ TASK_ENV_KWARGS = {
         "max_steps": 30,
     },
 }
+#: Trainer settings of a task where the defaults do not fit the machine: an update minibatch of 32
+#: ScienceWorld states (~46 actions, ~400 tokens each, in one sequence per state) took 19.7 GB and was
+#: killed for memory on a 24 GB machine; 8 states take ~6 GB (benchmarks/README.md, large action sets).
+TASK_TRAINER_SETTINGS = {"scienceworld_find_non_living_thing": {"per_device_train_batch_size": 8}}
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 #: Records of TWOSOME with the Overcooked slots' earlier texts (only serve and chop followed the state).
 TEXT_ONLY_VARIANT = "_static_slot_texts"
@@ -369,8 +373,10 @@ def main() -> None:
                 if args.checkpoint_dir
                 else None,
                 **warm,
+                **TASK_TRAINER_SETTINGS.get(args.task, {}),
                 **learning_settings(args),
             )
+            record["trainer_settings"] = TASK_TRAINER_SETTINGS.get(args.task, {})
             if args.warm_start:
                 record["warm_start_sft"] = sft_cost
         elif args.method == "mlp":

@@ -59,28 +59,28 @@ def test_an_action_filter_narrows_the_offer_and_bad_arguments_are_named():
         assert info["valid_actions"] and not any(a.startswith("connect") for a in info["valid_actions"])
     finally:
         env.close()
-    prefixes = ["focus on", "teleport to"]  # a filter a config can hold: the env is built from kwargs alone
+    pattern = r"(focus on|teleport to)\b"  # a filter a config can hold: the env is built from kwargs alone
     env = make_env("trl_embodied/ScienceWorld-v0", task_name="find-living-thing", simplifications="easy")
     narrowed = make_env(
         "trl_embodied/ScienceWorld-v0",
         task_name="find-living-thing",
         simplifications="easy",
-        action_prefixes=prefixes,
+        action_pattern=pattern,
     )
     try:
         offered, kept = env.reset(seed=0)[1]["valid_actions"], narrowed.reset(seed=0)[1]["valid_actions"]
-        assert kept == [a for a in offered if a.startswith(tuple(prefixes))]
+        assert kept == [a for a in offered if a.startswith(("focus on ", "teleport to "))]
         assert {a.split(" ")[0] for a in kept} == {"focus", "teleport"} and len(kept) < len(offered)
     finally:
         env.close()
         narrowed.close()
-    env = make_env("trl_embodied/ScienceWorld-v0", task_name="find-living-thing", action_prefixes=["fly to"])
+    env = make_env("trl_embodied/ScienceWorld-v0", task_name="find-living-thing", action_pattern="fly to")
     try:
         with pytest.raises(ValueError, match=r"left no valid action in this state of 'find-living-thing'"):
             env.reset()
     finally:
         env.close()
-    with pytest.raises(TypeError, match=r"give a list of prefixes, e.g. \['focus on'\]"):
-        make_env("trl_embodied/ScienceWorld-v0", task_name="find-living-thing", action_prefixes="focus on")
+    with pytest.raises(ValueError, match=r"action_pattern='move \(' is not a regular expression"):
+        make_env("trl_embodied/ScienceWorld-v0", task_name="find-living-thing", action_pattern="move (")
     with pytest.raises(ValueError, match="unknown ScienceWorld task 'bake-bread'; the tasks are boil"):
         make_env("trl_embodied/ScienceWorld-v0", task_name="bake-bread")

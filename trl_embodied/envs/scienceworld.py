@@ -4,7 +4,7 @@ ScienceWorld (Wang et al., arXiv 2203.07540) runs 30 science tasks (boil water, 
 living thing...) in a Java engine, each in many variations. This adapter plays one task and variation:
 the prompt is the task description, the look-around and the inventory, ending where an action completes
 it ("..., you should"); the valid actions are the engine's valid action list (417 in the first state of
-``boil``), optionally narrowed by ``action_prefixes`` or ``action_filter``; the reward is the increase of
+``boil``), optionally narrowed by ``action_pattern`` or ``action_filter``; the reward is the increase of
 the engine's score as a share of the full score (the engine counts 0 to 100 points; a solved task returns
 1, as every task of this project does, where rewards of tens of points would make the value loss dwarf the
 policy's on a shared backbone), ``info["score"]`` the engine's points, and success is a finished task at
@@ -17,6 +17,7 @@ and no ``state_dict`` (a resumed training run starts new episodes).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,12 +44,12 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
             lists them).
         variation: the task's variation index.
         max_steps: decision steps before the episode is truncated.
-        action_prefixes: offer only the valid actions that start with one of these (``["focus on",
-            "pick up", "move", "teleport to"]``, say): a filter that, unlike a function, can live in a
-            config's ``env_kwargs`` or a task row. ``None``: every valid action.
+        action_pattern: offer only the valid actions that this regular expression matches from their start
+            (``r"(focus on|pick up|teleport to)\b|move .* to red box$"``, say): a filter that, unlike a
+            function, can live in a config's ``env_kwargs`` or a task row. ``None``: every valid action.
         action_filter: ``action_filter(valid_actions, prompt, info) -> actions``, a subset of the engine's
             valid actions to offer (to drop the ``connect ...`` combinations, say), applied after
-            ``action_prefixes``; together they must keep one.
+            ``action_pattern``; together they must keep one.
         max_actions: the size of the ``Discrete`` action space, an upper bound on the valid actions.
         simplifications: the engine's simplification string (``"easy"``, ``"teleportAction"``, ...).
     """
@@ -60,15 +61,17 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         task_name: str = "boil",
         variation: int = 0,
         max_steps: int = 100,
-        action_prefixes: Sequence[str] | None = None,
+        action_pattern: str | None = None,
         action_filter: ActionFilter | None = None,
         max_actions: int = 8192,
         simplifications: str = "",
     ):
-        if isinstance(action_prefixes, str):  # a lone string would filter by its characters
-            raise TypeError(
-                f"action_prefixes={action_prefixes!r}; give a list of prefixes, e.g. [{action_prefixes!r}]."
-            )
+        try:
+            pattern = re.compile(action_pattern) if action_pattern is not None else None
+        except re.error as error:
+            raise ValueError(
+                f"action_pattern={action_pattern!r} is not a regular expression: {error}."
+            ) from error
         try:
             from scienceworld import ScienceWorldEnv
         except ImportError as error:
@@ -86,7 +89,7 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
             raise ValueError(f"variation={variation}; task {task_name!r} has variations 0..{variations - 1}.")
         self.task_name, self.variation, self.simplifications = task_name, variation, simplifications
         self.max_steps, self.action_filter = max_steps, action_filter
-        self.action_prefixes = tuple(action_prefixes) if action_prefixes is not None else None
+        self.action_pattern = pattern
         self.observation_space = prompt_space()
         self.action_space = spaces.Discrete(max_actions)
         self._valid: list[str] = []
@@ -100,13 +103,13 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
 
     def _info(self, prompt: str, engine_info: dict[str, Any], success: bool) -> dict[str, Any]:
         valid = list(dict.fromkeys(engine_info["valid"]))  # unique, in the engine's order
-        if self.action_prefixes is not None:
-            valid = [action for action in valid if action.startswith(self.action_prefixes)]
+        if self.action_pattern is not None:
+            valid = [action for action in valid if self.action_pattern.match(action)]
         if self.action_filter is not None:
             valid = list(dict.fromkeys(self.action_filter(valid, prompt, engine_info)))
         if not valid:
             raise ValueError(
-                f"action_prefixes={self.action_prefixes} and action_filter left no valid action in this state of "
+                f"action_pattern and action_filter left no valid action in this state of "
                 f"{self.task_name!r}; offer more actions. The state: {prompt!r}"
             )
         if len(valid) > self.action_space.n:

@@ -48,6 +48,24 @@ def test_reward_is_the_score_increase_as_a_share_and_the_step_limit_truncates(fi
     assert truncated and not terminated and not info["success"]
 
 
+def test_a_failed_task_ends_the_episode_even_when_the_filter_leaves_nothing():
+    """Focusing on the wrong thing fails the task (the engine's score drops below zero): the episode ends
+    there, and an offer the filter empties in that final state is no error."""
+    env = make_env(
+        "trl_embodied/ScienceWorld-v0",
+        task_name="find-living-thing",
+        simplifications="easy",
+        action_filter=lambda actions, prompt, info: actions if info["score"] >= 0 else [],
+    )
+    try:
+        _, info = env.reset(seed=0)
+        _, reward, terminated, truncated, info = env.step(info["valid_actions"].index("focus on air"))
+        assert terminated and not truncated and not info["success"]
+        assert reward < 0 and info["valid_actions"] == []
+    finally:
+        env.close()
+
+
 def test_an_action_filter_narrows_the_offer_and_bad_arguments_are_named():
     env = make_env(
         "trl_embodied/ScienceWorld-v0",

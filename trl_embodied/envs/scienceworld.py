@@ -101,13 +101,17 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         task = info["taskDesc"].removeprefix("Task Description:").strip()
         return printable(f"{task}\n{info['look'].strip()}\n{info['inv'].strip()}\nTo do the task, you should")
 
-    def _info(self, prompt: str, engine_info: dict[str, Any], success: bool) -> dict[str, Any]:
+    def _info(
+        self, prompt: str, engine_info: dict[str, Any], success: bool, done: bool = False
+    ) -> dict[str, Any]:
         valid = list(dict.fromkeys(engine_info["valid"]))  # unique, in the engine's order
         if self.action_pattern is not None:
             valid = [action for action in valid if self.action_pattern.match(action)]
         if self.action_filter is not None:
             valid = list(dict.fromkeys(self.action_filter(valid, prompt, engine_info)))
-        if not valid:
+        if (
+            not valid and not done
+        ):  # a finished task (solved, or failed by focusing on the wrong thing) offers none
             raise ValueError(
                 f"action_pattern and action_filter left no valid action in this state of "
                 f"{self.task_name!r}; offer more actions. The state: {prompt!r}"
@@ -147,7 +151,13 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         success = bool(done and score >= SUCCESS_SCORE)
         truncated = not done and self._steps >= self.max_steps
         prompt = self._prompt(engine_info)
-        return prompt, reward, bool(done), truncated, self._info(prompt, engine_info, success)
+        return (
+            prompt,
+            reward,
+            bool(done),
+            truncated,
+            self._info(prompt, engine_info, success, done=bool(done)),
+        )
 
     def close(self):
         self.engine.close()  # asks the Java process to exit

@@ -20,9 +20,9 @@ BabyAI levels draw a new layout every episode: evaluate on more episodes there
 (``--task babyai_gotoredball --eval_episodes 20``).
 
 ``scienceworld_find_non_living_thing`` is ScienceWorld's task of that name, variation 0, in its easy setting
-(teleporting between rooms), with the actions that start with "focus on", "pick up", "move", "teleport
-to" or "look around" offered (about 40-50 a state of ~115): a short TWOSOME run against the untrained model,
-no PPO-MLP (no symbolic observation).
+(teleporting between rooms), with the actions that focus on, pick up, teleport or look around offered, and
+the moves to the task's red box (``TASK_ENV_KWARGS``; 25-104 a room of the engine's 97-1059): a short
+TWOSOME run against the untrained model, no PPO-MLP (no symbolic observation).
 
 The household tasks offer a state's applicable actions, as the paper's do. ``--valid_actions all``
 runs the harder variant that offers the whole vocabulary in every state (its inapplicable actions
@@ -86,8 +86,9 @@ TASK_ENV_KWARGS = {
     },
 }
 #: Trainer settings of a task where the defaults do not fit the machine: an update minibatch of 32
-#: ScienceWorld states (~46 actions, ~400 tokens each, in one sequence per state) took 19.7 GB and was
-#: killed for memory on a 24 GB machine; 8 states take ~6 GB (benchmarks/README.md, large action sets).
+#: ScienceWorld states (then with every "move" offered: 46 actions a state in the hallway, hundreds
+#: elsewhere; one sequence per state) took 19.7 GB and was killed for memory on a 24 GB machine; 8 states of
+#: 50 actions take ~6 GB (benchmarks/README.md, large action sets).
 TASK_TRAINER_SETTINGS = {"scienceworld_find_non_living_thing": {"per_device_train_batch_size": 8}}
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 #: Records of TWOSOME with the Overcooked slots' earlier texts (only serve and chop followed the state).

@@ -109,9 +109,8 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
             valid = [action for action in valid if self.action_pattern.match(action)]
         if self.action_filter is not None:
             valid = list(dict.fromkeys(self.action_filter(valid, prompt, engine_info)))
-        if (
-            not valid and not done
-        ):  # a finished task (solved, or failed by focusing on the wrong thing) offers none
+        # A finished task (solved, or failed by focusing on the wrong thing) may offer none; a live state must.
+        if not valid and not done:
             raise ValueError(
                 f"action_pattern and action_filter left no valid action in this state of "
                 f"{self.task_name!r}; offer more actions. The state: {prompt!r}"
@@ -145,19 +144,13 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         if index is None:
             raise invalid_action_error(int(action), self._valid, type(self).__name__)
         _, _, done, engine_info = self.engine.step(self._valid[index])
-        score = engine_info["score"]
+        done, score = bool(done), engine_info["score"]
         reward, self._score = (score - self._score) / SUCCESS_SCORE, score
         self._steps += 1
-        success = bool(done and score >= SUCCESS_SCORE)
+        success = done and score >= SUCCESS_SCORE
         truncated = not done and self._steps >= self.max_steps
         prompt = self._prompt(engine_info)
-        return (
-            prompt,
-            reward,
-            bool(done),
-            truncated,
-            self._info(prompt, engine_info, success, done=bool(done)),
-        )
+        return prompt, reward, done, truncated, self._info(prompt, engine_info, success, done)
 
     def close(self):
         self.engine.close()  # asks the Java process to exit

@@ -153,6 +153,13 @@ def update_timing(args: argparse.Namespace) -> dict:
         history_length=args.history_length,
     )
     result = {"task": args.task, "iterations_timed": args.update_timing, **settings, "seeds": {}}
+    path = RESULTS / f"estimators_update_time_{args.task}.json"
+    if path.exists():  # seeds measured by earlier runs with the same settings stay in the record
+        earlier = json.loads(path.read_text())
+        if {k: earlier.get(k) for k in result if k != "seeds"} == {
+            k: v for k, v in result.items() if k != "seeds"
+        }:
+            result["seeds"] = earlier["seeds"]
     for seed in args.seed:
         rows = {
             estimator: isolated(timed_updates, args.task, estimator, seed, args.update_timing, settings)
@@ -169,16 +176,48 @@ def update_timing(args: argparse.Namespace) -> dict:
             print(
                 f"{args.task} seed {seed} {estimator}: update {row['mean_update_seconds']:.1f} s an iteration "
                 f"({', '.join(f'{t:.0f}' for t in row['update_seconds'])}; minibatches run "
-                f"{row['minibatches_forwarded']}, {row['seconds_per_forwarded_minibatch']} s each)"
+                f"{row['minibatches_forwarded']}, {row['seconds_per_forwarded_minibatch'] or 0:.1f} s each)"
                 + (
                     f", {row['update_time_ratio_to_gae']:.2f}x GAE's an iteration, "
-                    f"{row['minibatch_time_ratio_to_gae']}x a minibatch"
+                    f"{row['minibatch_time_ratio_to_gae'] or 0:.2f}x a minibatch"
                     if "gae" in rows
                     else ""
                 )
             )
         result["seeds"][str(seed)] = rows
-    write_json(RESULTS / f"estimators_update_time_{args.task}.json", result)
+        write_json(path, with_seed_means(result))  # each seed is kept as soon as it is measured
+    return result
+
+
+def with_seed_means(result: dict) -> dict:
+    """``result`` with ``"over_seeds"``: each estimator's update time against GAE's pooled over the seeds that
+    timed both (all their timed updates summed, so one iteration the target-KL stop made long weighs what it
+    cost), an iteration's and a minibatch's."""
+    totals: dict[str, dict[str, float]] = {}
+    for rows in result["seeds"].values():
+        if "gae" not in rows:
+            continue
+        for estimator, row in rows.items():
+            total = totals.setdefault(
+                estimator, {"seeds": 0, "seconds": 0.0, "iterations": 0, "minibatches": 0}
+            )
+            total["seeds"] += 1
+            total["seconds"] += sum(row["update_seconds"])
+            total["iterations"] += len(row["update_seconds"])
+            total["minibatches"] += sum(row["minibatches_forwarded"])
+    gae = totals.get("gae")
+    result["over_seeds"] = {
+        estimator: {
+            "seeds": total["seeds"],
+            "update_time_ratio_to_gae": (total["seconds"] / total["iterations"])
+            / (gae["seconds"] / gae["iterations"]),
+            "minibatch_time_ratio_to_gae": (total["seconds"] / total["minibatches"])
+            / (gae["seconds"] / gae["minibatches"])
+            if total["minibatches"] and gae["minibatches"]
+            else None,
+        }
+        for estimator, total in totals.items()
+    }
     return result
 
 

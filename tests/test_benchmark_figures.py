@@ -84,3 +84,24 @@ def test_each_task_is_judged_against_its_own_target():
     figures = method_figures(records)
     assert figures["target_success"] == [0.8, 0.9]
     assert figures["steps_to_target"] == [1024, 2048]
+
+
+def test_update_time_ratios_pool_every_timed_update_of_the_seeds():
+    from estimators import with_seed_means
+
+    def row(seconds, minibatches):
+        return {"update_seconds": seconds, "minibatches_forwarded": minibatches}
+
+    result = {
+        "seeds": {
+            "0": {"gae": row([100.0, 300.0], [10, 30]), "gigpo": row([50.0, 50.0], [5, 5])},
+            "1": {"gae": row([200.0, 200.0], [20, 20]), "gigpo": row([300.0, 100.0], [15, 5])},
+            "2": {"gigpo": row([1.0, 1.0], [1, 1])},  # no GAE to compare with: left out
+        }
+    }
+    pooled = with_seed_means(result)["over_seeds"]
+    # GiGPO: 500 s over 4 updates against GAE's 800 s over 4; per minibatch 500/30 against 800/80.
+    assert pooled["gigpo"]["seeds"] == 2
+    assert pooled["gigpo"]["update_time_ratio_to_gae"] == pytest.approx(500 / 800)
+    assert pooled["gigpo"]["minibatch_time_ratio_to_gae"] == pytest.approx((500 / 30) / (800 / 80))
+    assert pooled["gae"]["update_time_ratio_to_gae"] == pytest.approx(1.0)

@@ -102,3 +102,27 @@ def test_an_action_filter_narrows_the_offer_and_bad_arguments_are_named():
         make_env("trl_embodied/ScienceWorld-v0", task_name="find-living-thing", action_pattern="move (")
     with pytest.raises(ValueError, match="unknown ScienceWorld task 'bake-bread'; the tasks are boil"):
         make_env("trl_embodied/ScienceWorld-v0", task_name="bake-bread")
+
+
+def test_an_action_that_names_several_objects_acts_on_the_first():
+    """The art studio's cups of paint share the words "paint on cup": the engine asks which one and offers only
+    numbers, with a score of 0 meanwhile. The env answers with the first reading, so the next state is a
+    room with its actions again and the reward is the focus's score increase, not a drop to 0."""
+    env = make_env(
+        "trl_embodied/ScienceWorld-v0",
+        task_name="find-non-living-thing",
+        simplifications="easy",
+        action_pattern=r"(focus on|teleport to|look around)\b",
+    )
+    try:
+        _, info = env.reset(seed=0)
+        _, _, _, _, info = env.step(info["valid_actions"].index("teleport to art studio"))
+        before = info["score"]
+        prompt, reward, terminated, _, info = env.step(
+            info["valid_actions"].index("focus on paint on cup")
+        )
+        assert not terminated and "look around" in info["valid_actions"]
+        assert "This room is called the art studio." in prompt
+        assert info["score"] > before > 0 and reward == pytest.approx((info["score"] - before) / 100)
+    finally:
+        env.close()

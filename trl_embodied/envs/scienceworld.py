@@ -4,7 +4,9 @@ ScienceWorld (Wang et al., arXiv 2203.07540) runs 30 science tasks (boil water, 
 living thing...) in a Java engine, each in many variations. This adapter plays one task and variation:
 the prompt is the task description, the look-around and the inventory, ending where an action completes
 it ("..., you should"); the valid actions are the engine's valid action list (417 in the first state of
-``boil``), optionally narrowed by ``action_pattern`` or ``action_filter``; the reward is the increase of
+``boil``), optionally narrowed by ``action_pattern`` or ``action_filter`` (an action whose words name several
+objects, "focus on paint on cup" among several cups of paint, acts on the first the engine lists); the
+reward is the increase of
 the engine's score as a share of the full score (the engine counts 0 to 100 points; a solved task returns
 1, as every task of this project does, where rewards of tens of points would make the value loss dwarf the
 policy's on a shared backbone), ``info["score"]`` the engine's points, and success is a finished task at
@@ -28,6 +30,7 @@ from trl_embodied.envs.core import PROMPT_CHARSET, check_action_index, invalid_a
 
 ActionFilter = Callable[[Sequence[str], str, dict[str, Any]], Sequence[str]]
 SUCCESS_SCORE = 100
+AMBIGUOUS = "Ambiguous request"  # how the engine's answer to an action that names several objects begins
 _ALLOWED = set(PROMPT_CHARSET)
 
 
@@ -143,7 +146,12 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         index = check_action_index(action, self._valid, type(self).__name__)
         if index is None:
             raise invalid_action_error(int(action), self._valid, type(self).__name__)
-        _, _, done, engine_info = self.engine.step(self._valid[index])
+        observation, _, done, engine_info = self.engine.step(self._valid[index])
+        if observation.startswith(AMBIGUOUS):
+            # The action's words name several objects (several cups of paint): the engine asks which one,
+            # offers only the numbers of its readings and reports a score of 0 until answered. The offered
+            # text cannot tell them apart, so the first reading is taken (one move in the engine's count).
+            _, _, done, engine_info = self.engine.step("0")
         done, score = bool(done), engine_info["score"]
         reward, self._score = (score - self._score) / SUCCESS_SCORE, score
         self._steps += 1

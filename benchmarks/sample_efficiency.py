@@ -31,6 +31,10 @@ no-ops); its records go to ``<task>_all_actions/`` and form rows of their own.
 A TWOSOME run of hours can keep checkpoints (``--checkpoint_dir runs/sample_efficiency``): the same command
 continues it where it was stopped, and its record counts the wall time of every part.
 
+``--history_length N`` gives TWOSOME's prompts the episode's last N actions (GLAM's BabyAI prompts carry the
+last 3 steps), so a greedy policy can tell a loop's second turn from its first; records go to
+``<task>_history<N>/`` and are compared with the base task's PPO-MLP runs (PPO-MLP reads no prompt).
+
 ``--warm_start`` starts both methods from the same planner demonstrations (seeds 0-3): TWOSOME from a
 LoRA adapter that TRL's SFTTrainer fits to them (10 epochs, lr 1e-3), PPO-MLP from behaviour cloning of
 them (``MLPPPOConfig.demonstration_episodes``), so the ratio stays fair; records go to
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -93,6 +98,9 @@ TASK_TRAINER_SETTINGS = {"scienceworld_find_non_living_thing": {"per_device_trai
 EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 #: Records of TWOSOME with the Overcooked slots' earlier texts (only serve and chop followed the state).
 TEXT_ONLY_VARIANT = "_static_slot_texts"
+#: Variants that change only what the LLM reads (its prompt), not what PPO-MLP sees: their TWOSOME rows are
+#: compared with the base task's PPO-MLP runs.
+PROMPT_ONLY_VARIANT = re.compile(rf"({TEXT_ONLY_VARIANT}|_history\d+)$")
 WARM_START_DEMONSTRATIONS = 4  # planner episodes both methods start from with --warm_start
 HOUSEHOLD_TASKS = ("food_preparation", "entertainment")
 
@@ -204,6 +212,8 @@ def markdown_table(summary: dict) -> str:
                 epochs = "/".join(str(e) for e in sorted(set(figures["num_ppo_epochs"])))
                 devices = ", ".join(sorted({d for d in figures["device"] if "CPU" not in d}))
                 name += f", {epochs} PPO epoch(s)" + (f", on {devices}" if devices else "")
+                if history := max(figures["history_length"]):
+                    name += f", prompts with the last {history} actions"
             name += ", bf16 autocast" if any(figures.get("bf16", [])) else ""
             if method == "zero_shot":  # no training: greedy success, and the other ways to play it
                 others = "; ".join(
@@ -289,10 +299,11 @@ def report() -> dict:
                 row[method]["seconds_per_iteration"] = [r["seconds_per_iteration"] for r in records]
                 row[method]["num_ppo_epochs"] = [r["num_ppo_epochs"] for r in records]
                 row[method]["device"] = [r.get("device", "x86_64 CPU") for r in records]
+                row[method]["history_length"] = [r.get("history_length", 0) for r in records]
         mlp = row.get("mlp")
-        if mlp is None and task.endswith(TEXT_ONLY_VARIANT):
-            # PPO-MLP reads the symbolic state, not the action texts: the base task's runs are its runs.
-            base = RUNS / task.removesuffix(TEXT_ONLY_VARIANT)
+        if mlp is None and PROMPT_ONLY_VARIANT.search(task):
+            # PPO-MLP reads the symbolic state, not the prompt: the base task's runs are its runs.
+            base = RUNS / PROMPT_ONLY_VARIANT.sub("", task)
             mlp = method_figures([json.loads(p.read_text()) for p in sorted(base.glob("mlp_seed*.json"))])
         if "twosome" in row and mlp:
             for figure, ratio_name in (
@@ -345,17 +356,27 @@ def main() -> None:
         help="TWOSOME: keep a checkpoint per PPO iteration under DIR/<task>/twosome_seed<k>; the same command "
         "then continues a stopped run where it was.",
     )
+    parser.add_argument(
+        "--history_length",
+        type=int,
+        default=0,
+        help="TWOSOME: prompts carry the episode's last N actions (EmbodiedPPOConfig.history_length; GLAM's "
+        "BabyAI prompts carry 3 steps); records go to <task>_history<N>/.",
+    )
     add_bf16_argument(parser)
     add_learning_arguments(parser, total_env_steps=10_240)
     args = parser.parse_args()
     if args.report:
         report()
         return
+    if args.history_length and args.method != "twosome":
+        raise SystemExit("--history_length applies to --method twosome (PPO-MLP reads no prompt).")
     env_kwargs = env_kwargs_of(args.task, args.valid_actions)
     run_dir = RUNS / (
         args.task
         + (f"_{args.valid_actions}_actions" if args.valid_actions != "applicable" else "")
         + ("_warm_start" if args.warm_start else "")
+        + (f"_history{args.history_length}" if args.history_length else "")
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     target = target_success(TASKS[args.task])
@@ -372,6 +393,7 @@ def main() -> None:
                 seed=seed,
                 bf16=args.bf16,
                 env_kwargs=env_kwargs,
+                history_length=args.history_length,
                 checkpoint_dir=args.checkpoint_dir / run_dir.name / f"twosome_seed{seed}"
                 if args.checkpoint_dir
                 else None,
@@ -380,6 +402,7 @@ def main() -> None:
                 **learning_settings(args),
             )
             record["trainer_settings"] = TASK_TRAINER_SETTINGS.get(args.task, {})
+            record["history_length"] = args.history_length
             if args.warm_start:
                 record["warm_start_sft"] = sft_cost
         elif args.method == "mlp":

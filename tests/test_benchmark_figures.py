@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import pytest  # noqa: E402
 from common import paper_gamma, steps_to_sampled_target, steps_to_target, target_success  # noqa: E402
-from sample_efficiency import TASKS, method_figures, mlp_to_twosome_ratios  # noqa: E402
+from sample_efficiency import PROMPT_ONLY_VARIANT, TASKS, method_figures, mlp_to_twosome_ratios  # noqa: E402
 
 from trl_embodied.envs import ENV_IDS  # noqa: E402
 
@@ -105,3 +105,15 @@ def test_update_time_ratios_pool_every_timed_update_of_the_seeds():
     assert pooled["gigpo"]["update_time_ratio_to_gae"] == pytest.approx(500 / 800)
     assert pooled["gigpo"]["minibatch_time_ratio_to_gae"] == pytest.approx((500 / 30) / (800 / 80))
     assert pooled["gae"]["update_time_ratio_to_gae"] == pytest.approx(1.0)
+
+
+def test_only_variants_of_the_prompt_borrow_the_base_tasks_ppo_mlp_runs():
+    # PPO-MLP reads the symbolic state: a variant of what the LLM reads is compared with the base task's runs.
+    for variant, base in (
+        ("babyai_gotoredball_history3", "babyai_gotoredball"),
+        ("tomato_salad_static_slot_texts", "tomato_salad"),
+    ):
+        assert PROMPT_ONLY_VARIANT.search(variant) and PROMPT_ONLY_VARIANT.sub("", variant) == base
+    # A warm start or another action set changes PPO-MLP's task too: those variants keep their own runs.
+    for variant in ("entertainment_warm_start", "food_preparation_all_actions", "babyai_gotoredball"):
+        assert not PROMPT_ONLY_VARIANT.search(variant)

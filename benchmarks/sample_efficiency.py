@@ -380,6 +380,7 @@ def main() -> None:
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     target = target_success(TASKS[args.task])
+    trainer_settings = TASK_TRAINER_SETTINGS.get(args.task, {})
     for seed in args.seed if args.method != "zero_shot" else [0]:
         if args.method == "twosome":
             budget = args.total_env_steps
@@ -398,10 +399,10 @@ def main() -> None:
                 if args.checkpoint_dir
                 else None,
                 **warm,
-                **TASK_TRAINER_SETTINGS.get(args.task, {}),
+                **trainer_settings,
                 **learning_settings(args),
             )
-            record["trainer_settings"] = TASK_TRAINER_SETTINGS.get(args.task, {})
+            record["trainer_settings"] = trainer_settings
             record["history_length"] = args.history_length
             if args.warm_start:
                 record["warm_start_sft"] = sft_cost

@@ -118,9 +118,7 @@ def test_an_action_that_names_several_objects_acts_on_the_first():
         _, info = env.reset(seed=0)
         _, _, _, _, info = env.step(info["valid_actions"].index("teleport to art studio"))
         before = info["score"]
-        prompt, reward, terminated, _, info = env.step(
-            info["valid_actions"].index("focus on paint on cup")
-        )
+        prompt, reward, terminated, _, info = env.step(info["valid_actions"].index("focus on paint on cup"))
         assert not terminated and "look around" in info["valid_actions"]
         assert "This room is called the art studio." in prompt
         assert info["score"] > before > 0 and reward == pytest.approx((info["score"] - before) / 100)

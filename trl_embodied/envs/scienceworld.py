@@ -6,10 +6,9 @@ the prompt is the task description, the look-around and the inventory, ending wh
 it ("..., you should"); the valid actions are the engine's valid action list (417 in the first state of
 ``boil``), optionally narrowed by ``action_pattern`` or ``action_filter`` (an action whose words name several
 objects, "focus on paint on cup" among several cups of paint, acts on the first the engine lists); the
-reward is the increase of
-the engine's score as a share of the full score (the engine counts 0 to 100 points; a solved task returns
-1, as every task of this project does, where rewards of tens of points would make the value loss dwarf the
-policy's on a shared backbone), ``info["score"]`` the engine's points, and success is a finished task at
+reward is the increase of the engine's score as a share of the full score (the engine counts 0 to 100
+points; a solved task returns 1, as every task of this project does, where rewards of tens of points would
+make the value loss dwarf the policy's on a shared backbone), ``info["score"]`` the engine's points, and success is a finished task at
 score 100.
 
 Needs the ``textenvs`` extra (``scienceworld``) and Java 17. ``make_env("trl_embodied/ScienceWorld-v0",

@@ -8,8 +8,8 @@ it ("..., you should"); the valid actions are the engine's valid action list (41
 objects, "focus on paint on cup" among several cups of paint, acts on the first the engine lists); the
 reward is the increase of the engine's score as a share of the full score (the engine counts 0 to 100
 points; a solved task returns 1, as every task of this project does, where rewards of tens of points would
-make the value loss dwarf the policy's on a shared backbone), ``info["score"]`` the engine's points, and success is a finished task at
-score 100.
+make the value loss dwarf the policy's on a shared backbone), ``info["score"]`` the engine's points, and
+success is a finished task at score 100.
 
 Needs the ``textenvs`` extra (``scienceworld``) and Java 17. ``make_env("trl_embodied/ScienceWorld-v0",
 task_name="boil", variation=0)``. There is no symbolic observation (the PPO-MLP baseline does not play it)

@@ -216,7 +216,9 @@ def train_twosome(
         args.save_steps = args.optimizer_steps_per_rollout  # one checkpoint per PPO iteration
 
     class EvaluateEvery(TrainerCallback):
-        """Evaluate on env-step boundaries (the Trainer's eval_steps count optimizer steps)."""
+        """Evaluate on env-step boundaries (the Trainer's eval_steps count optimizer steps), at the end of a PPO
+        iteration's update: the policy evaluated at N env steps has learned from all N. (An iteration's rollout
+        runs in its first optimizer step, so the env steps grow there, one minibatch into the update.)"""
 
         next_eval = eval_every
 
@@ -225,7 +227,8 @@ def train_twosome(
             self.next_eval = (trainer._env_steps // eval_every + 1) * eval_every
 
         def on_step_end(self, args, state, control, **kwargs):
-            if trainer._env_steps >= self.next_eval:
+            update_done = state.global_step % args.optimizer_steps_per_rollout == 0
+            if update_done and trainer._env_steps >= self.next_eval:
                 self.next_eval += eval_every
                 control.should_evaluate = True
 

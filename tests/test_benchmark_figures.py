@@ -117,3 +117,29 @@ def test_only_variants_of_the_prompt_borrow_the_base_tasks_ppo_mlp_runs():
     # A warm start or another action set changes PPO-MLP's task too: those variants keep their own runs.
     for variant in ("entertainment_warm_start", "food_preparation_all_actions", "babyai_gotoredball"):
         assert not PROMPT_ONLY_VARIANT.search(variant)
+
+
+def test_a_benchmark_evaluates_the_policy_after_the_whole_update_of_its_env_steps(tmp_path, tokenizer):
+    """An iteration's rollout runs in its first optimizer step: an evaluation keyed on env steps alone came one
+    minibatch into the next update, and the last update was never evaluated."""
+    from common import train_twosome
+    from .conftest import build_llama
+
+    build_llama(len(tokenizer)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    trainer, record = train_twosome(
+        "trl_embodied/Overcooked-TomatoSalad-v0",
+        model=str(tmp_path),
+        seed=0,
+        total_env_steps=12,
+        eval_every=4,
+        eval_episodes=1,
+        num_envs=1,
+        rollout_steps=4,
+        per_device_train_batch_size=2,
+        num_ppo_epochs=1,
+    )
+    steps_per_iteration = trainer.args.optimizer_steps_per_rollout
+    evaluations = [row for row in record["history"][1:] if "eval_success_rate" in row]
+    assert [row["step"] for row in evaluations] == [steps_per_iteration * k for k in (1, 2, 3)]
+    assert evaluations[-1]["step"] == trainer.state.global_step  # the final policy is the one evaluated

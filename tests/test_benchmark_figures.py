@@ -123,6 +123,7 @@ def test_a_benchmark_evaluates_the_policy_after_the_whole_update_of_its_env_step
     """An iteration's rollout runs in its first optimizer step: an evaluation keyed on env steps alone came one
     minibatch into the next update, and the last update was never evaluated."""
     from common import train_twosome
+
     from .conftest import build_llama
 
     build_llama(len(tokenizer)).save_pretrained(tmp_path)

@@ -7,6 +7,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import datasets
@@ -697,6 +698,19 @@ def test_resuming_with_another_shape_is_refused(tmp_path, tokenizer):
         other.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
     with pytest.raises(FileNotFoundError, match="is not an EmbodiedPPOTrainer checkpoint"):
         other.train(resume_from_checkpoint=str(tmp_path))
+
+
+def test_resuming_with_another_budget_warns_that_the_schedule_changes(tmp_path, tokenizer):
+    make_trainer(tmp_path, tokenizer, max_steps=2, save_strategy="steps", save_steps=2).train()
+    checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    with pytest.warns(UserWarning, match="run of 2 optimizer steps and this one has 4 .*learning rate jumps"):
+        make_trainer(tmp_path, tokenizer, max_steps=4).train(resume_from_checkpoint=checkpoint)
+    with warnings.catch_warnings():  # the same budget, or a schedule that does not depend on it: no warning
+        warnings.filterwarnings("error", message=".*optimizer steps and this one has")
+        make_trainer(tmp_path, tokenizer, max_steps=2).train(resume_from_checkpoint=checkpoint)
+        make_trainer(tmp_path, tokenizer, max_steps=4, lr_scheduler_type="constant").train(
+            resume_from_checkpoint=checkpoint
+        )
 
 
 def test_save_model_writes_adapter_and_value_head_only(tmp_path, tokenizer):

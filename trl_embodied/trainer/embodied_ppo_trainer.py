@@ -1257,6 +1257,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 f"{checkpoint} was written by a run of another shape ({listing}); resume with the same settings "
                 "or start a new run."
             )
+        self._warn_if_the_schedule_changed(checkpoint)
         try:
             self.generator.set_state(state["generator"])
             self._micro_step = int(state["micro_step"])
@@ -1276,6 +1277,23 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 f"{state_file} is damaged ({type(error).__name__}: {error}); resume from another checkpoint or "
                 "start a new run."
             ) from error
+
+    def _warn_if_the_schedule_changed(self, checkpoint: Path) -> None:
+        """A resume with another budget (``total_env_steps``, ``max_steps``) is allowed, to extend a run; but a
+        decaying learning rate then continues on the new length from the checkpoint's step, so the rate jumps
+        there and the run is not the one a start with this budget would make. Say so."""
+        trainer_state = checkpoint / "trainer_state.json"
+        if self.args.lr_scheduler_type in ("constant", "constant_with_warmup") or not trainer_state.is_file():
+            return
+        planned = json.loads(trainer_state.read_text()).get("max_steps")
+        if planned and planned != self.args.max_steps:
+            warnings.warn(
+                f"{checkpoint} comes from a run of {planned} optimizer steps and this one has {self.args.max_steps} "
+                f"(another total_env_steps or max_steps): the {self.args.lr_scheduler_type} learning-rate schedule "
+                "goes on over the new length from the checkpoint's step, so the learning rate jumps here and the "
+                "run differs from one started with this budget. Keep the budget to continue the same run.",
+                stacklevel=3,
+            )
 
     # -- model card ------------------------------------------------------------------------------------
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None):

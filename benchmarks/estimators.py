@@ -185,11 +185,11 @@ def update_timing(args: argparse.Namespace) -> dict:
                 )
             )
         result["seeds"][str(seed)] = rows
-        write_json(path, with_seed_means(result))  # each seed is kept as soon as it is measured
+        write_json(path, with_pooled_ratios(result))  # each seed is kept as soon as it is measured
     return result
 
 
-def with_seed_means(result: dict) -> dict:
+def with_pooled_ratios(result: dict) -> dict:
     """``result`` with ``"over_seeds"``: each estimator's update time against GAE's pooled over the seeds that
     timed both (all their timed updates summed, so one iteration the target-KL stop made long weighs what it
     cost), an iteration's and a minibatch's."""

@@ -87,7 +87,7 @@ def test_each_task_is_judged_against_its_own_target():
 
 
 def test_update_time_ratios_pool_every_timed_update_of_the_seeds():
-    from estimators import with_seed_means
+    from estimators import with_pooled_ratios
 
     def row(seconds, minibatches):
         return {"update_seconds": seconds, "minibatches_forwarded": minibatches}
@@ -99,7 +99,7 @@ def test_update_time_ratios_pool_every_timed_update_of_the_seeds():
             "2": {"gigpo": row([1.0, 1.0], [1, 1])},  # no GAE to compare with: left out
         }
     }
-    pooled = with_seed_means(result)["over_seeds"]
+    pooled = with_pooled_ratios(result)["over_seeds"]
     # GiGPO: 500 s over 4 updates against GAE's 800 s over 4; per minibatch 500/30 against 800/80.
     assert pooled["gigpo"]["seeds"] == 2
     assert pooled["gigpo"]["update_time_ratio_to_gae"] == pytest.approx(500 / 800)

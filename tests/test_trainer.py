@@ -703,7 +703,10 @@ def test_resuming_with_another_shape_is_refused(tmp_path, tokenizer):
 def test_resuming_with_another_budget_warns_that_the_schedule_changes(tmp_path, tokenizer):
     make_trainer(tmp_path, tokenizer, max_steps=2, save_strategy="steps", save_steps=2).train()
     checkpoint = str(tmp_path / "run" / "checkpoint-2")
-    with pytest.warns(UserWarning, match="run of 2 optimizer steps and this one has 4 .*learning rate jumps"):
+    with pytest.warns(
+        UserWarning,
+        match="run of 2 optimizer steps and this one has 4 .*the linear learning-rate schedule .*jumps",
+    ):
         make_trainer(tmp_path, tokenizer, max_steps=4).train(resume_from_checkpoint=checkpoint)
     with warnings.catch_warnings():  # the same budget, or a schedule that does not depend on it: no warning
         warnings.filterwarnings("error", message=".*optimizer steps and this one has")

@@ -42,6 +42,7 @@ import gymnasium
 import torch
 from torch.utils.data import DataLoader
 from transformers import set_seed
+from transformers.trainer_utils import SchedulerType
 from transformers.utils import logging
 from trl.trainer.base_trainer import _BaseTrainer
 
@@ -1283,13 +1284,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         decaying learning rate then continues on the new length from the checkpoint's step, so the rate jumps
         there and the run is not the one a start with this budget would make. Say so."""
         trainer_state = checkpoint / "trainer_state.json"
-        if self.args.lr_scheduler_type in ("constant", "constant_with_warmup") or not trainer_state.is_file():
+        schedule = SchedulerType(self.args.lr_scheduler_type).value
+        if schedule in ("constant", "constant_with_warmup") or not trainer_state.is_file():
             return
         planned = json.loads(trainer_state.read_text()).get("max_steps")
         if planned and planned != self.args.max_steps:
             warnings.warn(
                 f"{checkpoint} comes from a run of {planned} optimizer steps and this one has {self.args.max_steps} "
-                f"(another total_env_steps or max_steps): the {self.args.lr_scheduler_type} learning-rate schedule "
+                f"(another total_env_steps or max_steps): the {schedule} learning-rate schedule "
                 "goes on over the new length from the checkpoint's step, so the learning rate jumps here and the "
                 "run differs from one started with this budget. Keep the budget to continue the same run.",
                 stacklevel=3,

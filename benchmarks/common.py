@@ -11,6 +11,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,7 @@ def train_twosome(
     stop_at_target: bool = False,
     model: str | None = None,
     checkpoint_dir: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
     **overrides: Any,
 ):
     """Train EmbodiedPPOTrainer on the default model (on the CUDA device when there is one, else the CPU),
@@ -189,6 +191,7 @@ def train_twosome(
     ``model``: the base model's Hub id, local folder or ``.gguf`` file (``None``: the embedded default, SmolLM2-135M-Instruct).
     ``checkpoint_dir``: keep a checkpoint there after every PPO iteration and, when it already holds one,
     continue that run (the same call again resumes a run of hours that was stopped); ``None``: no checkpoints.
+    ``callbacks``: more ``TrainerCallback`` objects for the trainer.
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
     the wall time, the device and the mean seconds per PPO iteration spent scoring, in the env and updating.
@@ -245,7 +248,7 @@ def train_twosome(
             )
 
     target = target_success(env_id)
-    callbacks = [EvaluateEvery()] + ([StopAtSuccessCallback(target)] if stop_at_target else [])
+    callbacks = [EvaluateEvery(), *callbacks] + ([StopAtSuccessCallback(target)] if stop_at_target else [])
     trainer = EmbodiedPPOTrainer(model=model, args=args, callbacks=callbacks)
     start = time.perf_counter()
     resume = last_complete_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None

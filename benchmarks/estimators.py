@@ -18,10 +18,10 @@ Each (task, estimator, seed) writes ``benchmarks/results/estimators/<task>/<esti
 n actions, a row of its own); ``--report`` merges them into ``benchmarks/results/estimators.json`` and
 ``estimators_<task>.png``.
 
-``--update_timing N`` measures what an estimator's update costs, controlled: each estimator trains N + 2
-PPO iterations from the same seed, one after the other in this run (the same machine and load), without
-evaluations; the updates of iterations 2 to N + 1 are timed (the first carries one-off costs, the last is
-logged by no later rollout), against GAE's: an iteration's mean, and a minibatch's (the target-KL stop ends
+``--update_timing N`` measures what an estimator's update costs, controlled: each estimator trains N + 1
+PPO iterations and plays the rollout of one more from the same seed, one after the other in this run (the
+same machine and load), without evaluations; the updates of iterations 2 to N + 1 are timed (the first
+carries one-off costs; an update's time is logged by the next rollout), against GAE's: an iteration's mean, and a minibatch's (the target-KL stop ends
 iterations after different numbers of minibatches). Early in training the policies have barely moved, so
 the estimators update on rollouts alike. Writes ``benchmarks/results/estimators_update_time_<task>.json``.
 """
@@ -105,16 +105,32 @@ def report() -> dict:
     return summary
 
 
-def timed_updates(task: str, estimator: str, seed: int, iterations: int, settings: dict) -> dict:
-    """Seconds of each PPO update of ``iterations + 2`` iterations, but the first's and the last's."""
+def timed_updates(
+    task: str, estimator: str, seed: int, iterations: int, settings: dict, model: str | None = None
+) -> dict:
+    """Seconds of each PPO update of ``iterations + 2`` iterations, but the first's and the last's. The last
+    iteration only plays its rollout, which logs the update before it: its own update would be timed by no
+    one (and can run all its minibatches: half an hour)."""
+    from transformers import TrainerCallback
+
     transitions = settings["num_envs"] * settings["rollout_steps"]
-    _, record = train_twosome(
+
+    class StopAfterTheLastRollout(TrainerCallback):
+        def on_step_end(
+            self, args, state, control, **kwargs
+        ):  # the rollout runs in an iteration's first step
+            if state.global_step > (iterations + 1) * args.optimizer_steps_per_rollout:
+                control.should_training_stop = True
+
+    trainer, record = train_twosome(
         TASKS[task],
         seed=seed,
+        model=model,
         advantage_estimator=estimator,
         total_env_steps=(iterations + 2) * transitions,
         eval_every=10**9,  # no evaluation but the one before training
         eval_episodes=1,
+        callbacks=[StopAfterTheLastRollout()],
         **settings,
     )
     history = record["history"]
@@ -139,6 +155,7 @@ def timed_updates(task: str, estimator: str, seed: int, iterations: int, setting
         # A group estimator's waiting slots play no steps: its iterations play fewer than GAE's.
         "env_steps_per_iteration": np.diff([0] + [row["env_steps"] for row in rollouts]).tolist(),
         "states_scored_per_rollout": [row["rollout/states_scored"] for row in rollouts],
+        "optimizer_steps_run": trainer.state.global_step,
         "peak_rss_mb": record["peak_rss_mb"],
         "device": record["device"],
         "code_version": record["code_version"],

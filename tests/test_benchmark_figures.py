@@ -144,3 +144,20 @@ def test_a_benchmark_evaluates_the_policy_after_the_whole_update_of_its_env_step
     evaluations = [row for row in record["history"][1:] if "eval_success_rate" in row]
     assert [row["step"] for row in evaluations] == [steps_per_iteration * k for k in (1, 2, 3)]
     assert evaluations[-1]["step"] == trainer.state.global_step  # the final policy is the one evaluated
+
+
+def test_update_timing_times_the_middle_updates_and_skips_the_last(tmp_path, tokenizer):
+    from estimators import timed_updates
+
+    from .conftest import build_llama
+
+    build_llama(len(tokenizer)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    settings = dict(
+        num_envs=1, group_size=1, rollout_steps=4, per_device_train_batch_size=2, num_ppo_epochs=1
+    )
+    row = timed_updates("tomato_salad", "gae", 0, 2, settings, model=str(tmp_path))
+    assert len(row["update_seconds"]) == len(row["minibatches_forwarded"]) == 2
+    assert row["env_steps_per_iteration"] == [4, 4, 4, 4]  # 2 + 2 rollouts
+    # Two optimizer steps an iteration: three iterations updated, the fourth stopped after its rollout step.
+    assert row["optimizer_steps_run"] == 3 * 2 + 1

@@ -21,9 +21,9 @@ n actions, a row of its own); ``--report`` merges them into ``benchmarks/results
 ``--update_timing N`` measures what an estimator's update costs, controlled: each estimator trains N + 1
 PPO iterations and plays the rollout of one more from the same seed, one after the other in this run (the
 same machine and load), without evaluations; the updates of iterations 2 to N + 1 are timed (the first
-carries one-off costs; an update's time is logged by the next rollout), against GAE's: an iteration's mean, and a minibatch's (the target-KL stop ends
-iterations after different numbers of minibatches). Early in training the policies have barely moved, so
-the estimators update on rollouts alike. Writes ``benchmarks/results/estimators_update_time_<task>.json``.
+carries one-off costs; an update's time is logged by the next rollout), against GAE's: an iteration's mean,
+and a minibatch's (the target-KL stop ends iterations after different numbers of minibatches). Early in
+training the policies have barely moved, so the estimators update on rollouts alike. Writes ``benchmarks/results/estimators_update_time_<task>.json``.
 """
 
 from __future__ import annotations
@@ -116,9 +116,8 @@ def timed_updates(
     transitions = settings["num_envs"] * settings["rollout_steps"]
 
     class StopAfterTheLastRollout(TrainerCallback):
-        def on_step_end(
-            self, args, state, control, **kwargs
-        ):  # the rollout runs in an iteration's first step
+        def on_step_end(self, args, state, control, **kwargs):
+            # An iteration's rollout runs in its first optimizer step.
             if state.global_step > (iterations + 1) * args.optimizer_steps_per_rollout:
                 control.should_training_stop = True
 
@@ -169,13 +168,12 @@ def update_timing(args: argparse.Namespace) -> dict:
         rollout_steps=args.rollout_steps,
         history_length=args.history_length,
     )
-    result = {"task": args.task, "iterations_timed": args.update_timing, **settings, "seeds": {}}
+    header = {"task": args.task, "iterations_timed": args.update_timing, **settings}
+    result = {**header, "seeds": {}}
     path = RESULTS / f"estimators_update_time_{args.task}.json"
     if path.exists():  # seeds measured by earlier runs with the same settings stay in the record
         earlier = json.loads(path.read_text())
-        if {k: earlier.get(k) for k in result if k != "seeds"} == {
-            k: v for k, v in result.items() if k != "seeds"
-        }:
+        if {key: earlier.get(key) for key in header} == header:
             result["seeds"] = earlier["seeds"]
     for seed in args.seed:
         rows = {

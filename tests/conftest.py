@@ -91,6 +91,14 @@ def gpt2(tokenizer) -> GPT2LMHeadModel:
     return build_gpt2(len(tokenizer))
 
 
+@pytest.fixture
+def saved_llama(tmp_path, llama, tokenizer):
+    """The tiny Llama and its tokenizer saved to a folder: a model path, as a user passes one."""
+    llama.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
 @pytest.fixture(scope="session")
 def task_batch() -> tuple[list[str], list[list[str]]]:
     """Prompts of different lengths with 5, 17 and 8 valid actions (Entertainment's whole vocabulary)."""

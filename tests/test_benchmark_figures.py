@@ -119,26 +119,23 @@ def test_only_variants_of_the_prompt_borrow_the_base_tasks_ppo_mlp_runs():
         assert not PROMPT_ONLY_VARIANT.search(variant)
 
 
-def test_a_benchmark_evaluates_the_policy_after_the_whole_update_of_its_env_steps(tmp_path, tokenizer):
+#: A tiny model's run: 4 env steps and 2 optimizer steps an iteration.
+TINY_RUN = dict(num_envs=1, rollout_steps=4, per_device_train_batch_size=2, num_ppo_epochs=1)
+
+
+def test_a_benchmark_evaluates_the_policy_after_the_whole_update_of_its_env_steps(saved_llama):
     """An iteration's rollout runs in its first optimizer step: an evaluation keyed on env steps alone came one
     minibatch into the next update, and the last update was never evaluated."""
     from common import train_twosome
 
-    from .conftest import build_llama
-
-    build_llama(len(tokenizer)).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
     trainer, record = train_twosome(
         "trl_embodied/Overcooked-TomatoSalad-v0",
-        model=str(tmp_path),
+        model=str(saved_llama),
         seed=0,
         total_env_steps=12,
         eval_every=4,
         eval_episodes=1,
-        num_envs=1,
-        rollout_steps=4,
-        per_device_train_batch_size=2,
-        num_ppo_epochs=1,
+        **TINY_RUN,
     )
     steps_per_iteration = trainer.args.optimizer_steps_per_rollout
     evaluations = [row for row in record["history"][1:] if "eval_success_rate" in row]
@@ -146,17 +143,10 @@ def test_a_benchmark_evaluates_the_policy_after_the_whole_update_of_its_env_step
     assert evaluations[-1]["step"] == trainer.state.global_step  # the final policy is the one evaluated
 
 
-def test_update_timing_times_the_middle_updates_and_skips_the_last(tmp_path, tokenizer):
+def test_update_timing_times_the_middle_updates_and_skips_the_last(saved_llama):
     from estimators import timed_updates
 
-    from .conftest import build_llama
-
-    build_llama(len(tokenizer)).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    settings = dict(
-        num_envs=1, group_size=1, rollout_steps=4, per_device_train_batch_size=2, num_ppo_epochs=1
-    )
-    row = timed_updates("tomato_salad", "gae", 0, 2, settings, model=str(tmp_path))
+    row = timed_updates("tomato_salad", "gae", 0, 2, {**TINY_RUN, "group_size": 1}, model=str(saved_llama))
     assert len(row["update_seconds"]) == len(row["minibatches_forwarded"]) == 2
     assert row["env_steps_per_iteration"] == [4, 4, 4, 4]  # 2 + 2 rollouts
     # Two optimizer steps an iteration: three iterations updated, the fourth stopped after its rollout step.

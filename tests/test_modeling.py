@@ -140,13 +140,6 @@ def test_bad_arguments_are_refused(llama, tokenizer):
 
 
 # -- load_base_model -----------------------------------------------------------------------------------
-@pytest.fixture
-def saved_llama(tmp_path, llama, tokenizer):
-    llama.save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    return tmp_path / "tiny"
-
-
 def test_load_base_model_from_a_local_path(saved_llama, llama, task_batch):
     model, tokenizer = load_base_model(saved_llama)
     assert model.dtype == torch.float32 and tokenizer.pad_token is not None

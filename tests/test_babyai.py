@@ -60,6 +60,21 @@ def test_a_level_plays_through_the_text_contract_and_succeeds():
     assert terminated and info["success"] and 0.0 < reward <= 1.0
 
 
+def test_a_saved_episode_is_replayed_in_a_new_env():
+    """minigrid cannot export its grid; the level's episode is restored by replaying it (EpisodeReplay):
+    the layout of an unseeded reset and the agent's place after its moves."""
+    env = make_env("trl_embodied/BabyAI-GoToLocal-v0")
+    env.reset(seed=0)
+    env.reset()  # unseeded: a layout drawn from the generator's state
+    for action in ("turn left", "go forward", "turn right"):
+        prompt, *_ = env.step(ACTIONS.index(action))
+    restored = make_env("trl_embodied/BabyAI-GoToLocal-v0")
+    restored.reset(seed=7)
+    restored.get_wrapper_attr("load_state_dict")(env.get_wrapper_attr("state_dict")())
+    forward = ACTIONS.index("go forward")
+    assert restored.step(forward)[:4] == env.step(forward)[:4]
+
+
 def test_any_level_by_name_and_an_unknown_one_named():
     prompt, _ = make_env("trl_embodied/BabyAI-v0", level="GoToObj").reset(seed=1)
     assert prompt.startswith("You see") and prompt.endswith("you should")

@@ -48,6 +48,22 @@ def test_reward_is_the_score_increase_as_a_share_and_the_step_limit_truncates(fi
     assert truncated and not terminated and not info["success"]
 
 
+def test_a_saved_episode_is_replayed_in_a_new_engine(find_living_thing):
+    """The Java engine cannot export its state; a new engine replays the episode (EpisodeReplay)."""
+    _, info = find_living_thing.reset(seed=0)
+    _, _, _, _, info = find_living_thing.step(info["valid_actions"].index("open door to kitchen"))
+    restored = make_env("trl_embodied/ScienceWorld-v0", task_name="find-living-thing", max_steps=3)
+    try:
+        restored.reset(seed=0)
+        restored.get_wrapper_attr("load_state_dict")(find_living_thing.get_wrapper_attr("state_dict")())
+        go = info["valid_actions"].index("go to kitchen")
+        prompt, reward, _, _, info = find_living_thing.step(go)
+        assert "This room is called the kitchen." in prompt and reward > 0
+        assert restored.step(go)[:4] == (prompt, reward, False, False)
+    finally:
+        restored.close()
+
+
 def test_a_failed_task_ends_the_episode_even_when_the_filter_leaves_nothing():
     """Focusing on the wrong thing fails the task (the engine's score drops below zero): the episode ends
     there, and an offer the filter empties in that final state is no error."""

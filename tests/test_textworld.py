@@ -45,6 +45,19 @@ def test_the_walkthrough_reaches_success(game):
     assert terminated and info["success"] and total == info["max_score"] > 0
 
 
+def test_a_saved_game_is_replayed_in_a_new_env(game):
+    env = make_textworld_env(game)
+    _, info = env.reset()
+    walkthrough = info["walkthrough"]
+    for command in walkthrough[:2]:
+        _, _, _, _, info = env.step(info["valid_actions"].index(command))
+    restored = make_textworld_env(game)
+    restored.reset()
+    restored.load_state_dict(env.state_dict())  # the interpreter's state comes back by replaying 2 commands
+    following = info["valid_actions"].index(walkthrough[2])
+    assert restored.step(following)[:4] == env.step(following)[:4]
+
+
 def test_a_bad_command_is_rejected_or_a_penalized_noop(game):
     env = make_textworld_env(game)
     _, info = env.reset()

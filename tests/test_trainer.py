@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 import datasets
-import gymnasium
 import huggingface_hub
 import pytest
 import torch
@@ -22,14 +21,13 @@ from trl_embodied import (
     EmbodiedActorCritic,
     EmbodiedPPOConfig,
     EmbodiedPPOTrainer,
-    TextEnvWrapper,
 )
 from trl_embodied.scoring import naive_action_logprobs
 from trl_embodied.trainer.ppo import clipped_policy_loss, clipped_value_loss
 from trl_embodied.trajectories import TRAJECTORY_FEATURES
 
 from .conftest import build_llama
-from .toy_envs import DoorEnv, FlakyEnv, NoActionsEnv, TwoChoiceEnv
+from .toy_envs import DoorEnv, FlakyEnv, NoActionsEnv, TwoChoiceEnv, frozen_lake, numbered_lake, slippery_lake
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -546,8 +544,8 @@ def test_rollout_values_are_under_the_statistics_the_update_uses(tmp_path, token
 @pytest.mark.parametrize(
     ("resume_at", "env", "history"),
     # an iteration boundary, the middle of an iteration; DoorEnv's episodes run across the checkpoint,
-    # with and without the past actions in the prompt
-    [(2, TwoChoiceEnv, 0), (3, TwoChoiceEnv, 0), (3, DoorEnv, 0), (3, DoorEnv, 2)],
+    # with and without the past actions in the prompt; the slippery lake's are restored by replay
+    [(2, TwoChoiceEnv, 0), (3, TwoChoiceEnv, 0), (3, DoorEnv, 0), (3, DoorEnv, 2), (3, slippery_lake, 0)],
 )
 def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at, env, history, recwarn):
     straight = make_trainer(tmp_path / "straight", tokenizer, env=env, max_steps=6, history_length=history)
@@ -581,25 +579,23 @@ def test_resume_continues_the_same_run(tmp_path, tokenizer, resume_at, env, hist
         assert torch.allclose(expected[name], actual[name], atol=1e-6), name
     # The very same episodes go on: each slot's state, length and return as in the straight run.
     for one, other in zip(straight.slots, resumed.slots, strict=True):
-        assert one.env.unwrapped.state == other.env.unwrapped.state and one.prompt == other.prompt
+        assert one.env.get_wrapper_attr("state_dict")() == other.env.get_wrapper_attr("state_dict")()
+        assert one.prompt == other.prompt
         assert (one.episode_length, one.episode_return) == (other.episode_length, other.episode_return)
     assert not [w for w in recwarn if "starts a new episode on resume" in str(w.message)]
 
 
-def test_an_env_that_cannot_save_its_episode_starts_anew_on_resume(tmp_path, tokenizer):
-    def frozen_lake():  # a gymnasium env through TextEnvWrapper: no state_dict of its own
-        return TextEnvWrapper(
-            gymnasium.make("FrozenLake-v1", is_slippery=False),
-            describe=lambda obs, info: f"You are on tile {obs} of a frozen lake. You",
-            valid_actions=lambda obs, info: {"move left": 0, "move down": 1, "move right": 2, "move up": 3},
-            max_actions=4,
-        )
-
-    make_trainer(
-        tmp_path, tokenizer, env=frozen_lake, max_steps=2, save_strategy="steps", save_steps=1
-    ).train()
-    resumed = make_trainer(tmp_path, tokenizer, env=frozen_lake, max_steps=2)
-    with pytest.warns(UserWarning, match=r"environment frozen_lake \(slot 0\), .*\(slot 3\): no state_dict"):
+@pytest.mark.parametrize(
+    ("env", "warning"),
+    [
+        (frozen_lake, r"environment frozen_lake \(slot 0\), .*\(slot 3\): no state_dict"),
+        (numbered_lake, r"environment numbered_lake \(slot 0\): .*not deterministic.* It starts a new one"),
+    ],
+)
+def test_an_env_that_cannot_restore_its_episode_starts_anew_on_resume(tmp_path, tokenizer, env, warning):
+    make_trainer(tmp_path, tokenizer, env=env, max_steps=2, save_strategy="steps", save_steps=1).train()
+    resumed = make_trainer(tmp_path, tokenizer, env=env, max_steps=2)
+    with pytest.warns(UserWarning, match=warning):
         resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-1"))
     assert resumed.state.global_step == 2
 

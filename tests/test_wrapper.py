@@ -1,5 +1,6 @@
 """The generic wrapper: any gymnasium env becomes a text env from two callables."""
 
+import json
 import warnings
 
 import gymnasium
@@ -8,27 +9,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from trl_embodied import SymbolicObservation, TextEnvWrapper
+from trl_embodied.envs.core import EpisodeNotRestored
 
-MOVES = {"move left": 0, "move down": 1, "move right": 2, "move up": 3}
-
-
-def frozen_lake(**kwargs):
-    env = gymnasium.make("FrozenLake-v1", is_slippery=False)
-
-    def describe(obs, info):
-        row, col = divmod(int(obs), 4)
-        return (
-            f"You stand on a 4x4 frozen lake at row {row}, column {col}. The goal is at row 3, column 3. You"
-        )
-
-    return TextEnvWrapper(
-        env,
-        describe,
-        lambda obs, info: MOVES,
-        max_actions=4,
-        is_success=lambda obs, reward, terminated, truncated, info: terminated and reward > 0,
-        **kwargs,
-    )
+from .toy_envs import MOVES, frozen_lake, numbered_lake, slippery_lake
 
 
 def test_wrapped_env_passes_check_env_and_follows_the_contract():
@@ -92,3 +75,35 @@ def test_symbolic_observation_of_a_wrapped_env():
     env = SymbolicObservation(frozen_lake())
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs) and np.argmax(obs) == 0
+
+
+def test_a_replayed_episode_continues_where_it_was_saved():
+    """The slippery lake draws every move's outcome from the env's generator: after an unseeded reset, only
+    the generator's state at that reset makes the replay walk the same path."""
+    env = slippery_lake()
+    env.reset(seed=3)
+    env.reset()  # unseeded: from the generator as the seeded episode left it
+    for action in [2, 1, 2]:
+        env.step(action)
+    saved = json.loads(json.dumps(env.state_dict()))  # plain data, as a checkpoint holds it
+    assert saved["reset"]["seed"] is None and saved["actions"] == [2, 1, 2]
+
+    restored = slippery_lake()
+    restored.reset(seed=99)  # another episode, to be replaced
+    restored.load_state_dict(saved)
+    ended = False
+    for action in [1, 1, 2, 2, 1, 2]:  # the same outcomes from here on, randomness included
+        if not ended:
+            expected, actual = env.step(action)[:4], restored.step(action)[:4]
+            assert actual == expected
+            ended = expected[2] or expected[3]
+
+
+def test_an_episode_that_a_replay_cannot_reach_is_refused():
+    env = numbered_lake()
+    with pytest.raises(RuntimeError, match=r"state_dict\(\) before reset\(\)"):
+        env.state_dict()
+    env.reset(seed=0)
+    env.step(2)
+    with pytest.raises(EpisodeNotRestored, match="replaying the episode's 1 actions .* not deterministic"):
+        numbered_lake().load_state_dict(env.state_dict())

@@ -1,11 +1,17 @@
-"""Environment helpers for the tests: small environments on the public TextEnv base, and ``act``."""
+"""Environment helpers for the tests: small environments on the public TextEnv base, gymnasium's FrozenLake
+through TextEnvWrapper, and ``act``."""
 
 from __future__ import annotations
 
+import itertools
+
+import gymnasium
 import numpy as np
 
-from trl_embodied import TextEnv
+from trl_embodied import EpisodeReplay, TextEnv, TextEnvWrapper
 from trl_embodied.envs.core import Transition
+
+MOVES = {"move left": 0, "move down": 1, "move right": 2, "move up": 3}
 
 
 class TwoChoiceEnv(TextEnv[int]):
@@ -88,3 +94,43 @@ class DoorEnv(TextEnv[bool]):
 
     def symbolic(self, state: bool) -> np.ndarray:
         return np.array([float(state)], dtype=np.float32)
+
+
+def frozen_lake(is_slippery=False, **kwargs) -> TextEnvWrapper:
+    """gymnasium's 4x4 FrozenLake as a text env (no state_dict of its own); ``kwargs`` for TextEnvWrapper."""
+
+    def describe(obs, info):
+        row, col = divmod(int(obs), 4)
+        return (
+            f"You stand on a 4x4 frozen lake at row {row}, column {col}. The goal is at row 3, column 3. You"
+        )
+
+    return TextEnvWrapper(
+        gymnasium.make("FrozenLake-v1", is_slippery=is_slippery),
+        describe,
+        lambda obs, info: MOVES,
+        max_actions=4,
+        is_success=lambda obs, reward, terminated, truncated, info: terminated and reward > 0,
+        **kwargs,
+    )
+
+
+def slippery_lake() -> EpisodeReplay:
+    """The slippery lake, whose moves' outcomes come from the env's generator, saved by replay."""
+    return EpisodeReplay(frozen_lake(is_slippery=True))
+
+
+_ATTEMPTS = itertools.count()  # shared by every numbered lake
+
+
+def numbered_lake() -> EpisodeReplay:
+    """A lake whose prompt numbers every observation across all its instances: no replay in another
+    instance reaches a saved prompt."""
+    return EpisodeReplay(
+        TextEnvWrapper(
+            gymnasium.make("FrozenLake-v1", is_slippery=False),
+            lambda obs, info: f"Attempt {next(_ATTEMPTS)}: you are on tile {obs}. You",
+            lambda obs, info: MOVES,
+            max_actions=4,
+        )
+    )

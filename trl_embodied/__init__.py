@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from trl_embodied.envs import (
     ENV_IDS,
     ActionHistory,
+    EpisodeReplay,
     HouseholdEnv,
     HouseholdTask,
     OvercookedEnv,
@@ -113,6 +114,7 @@ __all__ = [
     "load_base_model",
     "ENV_IDS",
     "ActionHistory",
+    "EpisodeReplay",
     "HouseholdEnv",
     "HouseholdTask",
     "OvercookedEnv",

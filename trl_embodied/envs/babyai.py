@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from trl_embodied.envs.core import TextEnvWrapper
+from trl_embodied.envs.core import EpisodeReplay, TextEnvWrapper
 from trl_embodied.envs.registration import BABYAI_LEVELS as LEVELS  # noqa: F401  (ids of their own)
 
 #: minigrid's action indices 0-5 (6, "done", does nothing in BabyAI and is left out).
@@ -101,8 +101,10 @@ class _BabyAIObservation(gymnasium.ObservationWrapper):
         return symbolic_view(observation["image"], observation["direction"])
 
 
-def make_babyai_env(level: str = "GoToRedBall", **kwargs: Any) -> TextEnvWrapper:
-    """The BabyAI ``level`` (minigrid's ``BabyAI-<level>-v0``) as a text environment.
+def make_babyai_env(level: str = "GoToRedBall", **kwargs: Any) -> EpisodeReplay:
+    """The BabyAI ``level`` (minigrid's ``BabyAI-<level>-v0``) as a text environment: a
+    :class:`~trl_embodied.TextEnvWrapper` in :class:`~trl_embodied.envs.core.EpisodeReplay`, so that a
+    checkpoint saves the running episode.
 
     Args:
         level: a BabyAI level name, such as those of :data:`LEVELS`.
@@ -128,10 +130,11 @@ def make_babyai_env(level: str = "GoToRedBall", **kwargs: Any) -> TextEnvWrapper
     def describe(observation: np.ndarray, info: dict[str, Any]) -> str:
         return describe_view(observed.last_image, minigrid_env.carrying, minigrid_env.mission)
 
-    return TextEnvWrapper(
+    text_env = TextEnvWrapper(
         observed,
         describe=describe,
         valid_actions=lambda observation, info: {text: index for index, text in enumerate(ACTIONS)},
         max_actions=len(ACTIONS),
         is_success=lambda observation, reward, terminated, truncated, info: bool(terminated and reward > 0),
     )
+    return EpisodeReplay(text_env)  # minigrid cannot export its grid: a resumed run replays the episode

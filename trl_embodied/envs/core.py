@@ -22,7 +22,8 @@ A text environment is a ``gymnasium.Env`` whose
 
 Optionally, ``state_dict()`` returns the running episode as plain data (no objects) and
 ``load_state_dict(state)`` continues it: the trainer's checkpoints save episodes that way, without pickle
-(:class:`TextEnv` has both; an env without them starts a new episode when a run resumes).
+(:class:`TextEnv` has both, and :class:`EpisodeReplay` gives them to a deterministic engine by replaying
+its episode; an env without them starts a new episode when a run resumes).
 
 Rewards, ``terminated`` and ``truncated`` follow gymnasium. ``action_space`` is a ``Discrete`` over the
 env's action vocabulary, whose size bounds the number of valid actions. A policy over the vocabulary (an
@@ -498,6 +499,74 @@ class ActionHistory(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.env.get_wrapper_attr("load_state_dict")(state["env"])
         self.history, self._valid_actions = list(state["history"]), list(state["valid_actions"])
+
+
+class EpisodeNotRestored(RuntimeError):
+    """Replaying a saved episode did not lead back to its saved state (see :class:`EpisodeReplay`)."""
+
+
+class EpisodeReplay(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+    """Save and restore a deterministic env's running episode by replaying it.
+
+    Engines that cannot export their state (minigrid's BabyAI, TextWorld, ScienceWorld's Java process) can
+    still be put back where they were: the same reset (its seed, options and, for an unseeded reset, the
+    random generator it drew from), then the same actions. :meth:`state_dict` is that recipe as plain data,
+    :meth:`load_state_dict` replays it, so a resumed training run continues the episode instead of starting
+    a new one. The replay must end in the prompt and valid actions saved with it; where it does not (an
+    engine with randomness of its own), :class:`EpisodeNotRestored` is raised and the trainer starts that
+    slot's episode afresh, with a warning.
+
+    A restore costs one reset and one ``step`` per action taken so far in the episode.
+    """
+
+    def __init__(self, env: gymnasium.Env):
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        gymnasium.Wrapper.__init__(self, env)
+        self._reset_arguments: dict[str, Any] | None = None
+        self._actions: list[int] = []
+        self._last: tuple[str, list[str]] = ("", [])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        # An unseeded reset draws from the env's generator as it is now: that state is the reset's seed.
+        generator = None if seed is not None else self.env.unwrapped.np_random.bit_generator.state
+        self._reset_arguments = {"seed": seed, "options": options, "generator": generator}
+        self._actions = []
+        prompt, info = self.env.reset(seed=seed, options=options)
+        self._last = (prompt, list(info["valid_actions"]))
+        return prompt, info
+
+    def step(self, action: int):
+        prompt, reward, terminated, truncated, info = self.env.step(action)
+        self._actions.append(int(action))
+        self._last = (prompt, list(info["valid_actions"]))
+        return prompt, reward, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running episode as plain data: its reset, the actions taken since, and where they led."""
+        if self._reset_arguments is None:
+            raise RuntimeError(f"{self}: state_dict() before reset(); call reset() first.")
+        prompt, valid_actions = self._last
+        return {
+            "reset": dict(self._reset_arguments),
+            "actions": list(self._actions),
+            "prompt": prompt,
+            "valid_actions": list(valid_actions),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replay the saved episode; :class:`EpisodeNotRestored` if it ends anywhere but the saved state."""
+        reset = state["reset"]
+        if reset["generator"] is not None:
+            self.env.unwrapped.np_random.bit_generator.state = reset["generator"]
+        self.reset(seed=reset["seed"], options=reset["options"])
+        for action in state["actions"]:
+            self.step(action)
+        if self._last != (state["prompt"], list(state["valid_actions"])):
+            raise EpisodeNotRestored(
+                f"{self.unwrapped}: replaying the episode's {len(state['actions'])} actions from its reset did not lead "
+                "back to its saved prompt and valid actions; the env is not deterministic, so its episode "
+                "cannot be restored by replay."
+            )
 
 
 def with_history(env: str | Callable[[], gymnasium.Env], history_length: int) -> Callable[[], gymnasium.Env]:

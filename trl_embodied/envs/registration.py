@@ -41,7 +41,7 @@ _BABYAI = "trl_embodied.envs.babyai:make_babyai_env"
 ADAPTER_IDS: dict[str, tuple[str, dict[str, Any]]] = {
     f"{NAMESPACE}/TextWorld-v0": ("trl_embodied.envs.textworld:make_textworld_env", {}),
     f"{NAMESPACE}/BabyAI-v0": (_BABYAI, {}),
-    f"{NAMESPACE}/ScienceWorld-v0": ("trl_embodied.envs.scienceworld:ScienceWorldTextEnv", {}),
+    f"{NAMESPACE}/ScienceWorld-v0": ("trl_embodied.envs.scienceworld:make_scienceworld_env", {}),
     **{f"{NAMESPACE}/BabyAI-{level}-v0": (_BABYAI, {"level": level}) for level in BABYAI_LEVELS},
 }
 

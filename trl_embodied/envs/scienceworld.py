@@ -12,8 +12,9 @@ make the value loss dwarf the policy's on a shared backbone), ``info["score"]`` 
 success is a finished task at score 100.
 
 Needs the ``textenvs`` extra (``scienceworld``) and Java 17. ``make_env("trl_embodied/ScienceWorld-v0",
-task_name="boil", variation=0)``. There is no symbolic observation (the PPO-MLP baseline does not play it)
-and no ``state_dict`` (a resumed training run starts new episodes).
+task_name="boil", variation=0)``. There is no symbolic observation (the PPO-MLP baseline does not play it).
+The engine cannot export its state: :func:`make_scienceworld_env` (what the id builds) wraps the env in
+:class:`~trl_embodied.envs.core.EpisodeReplay`, so a resumed training run replays its running episodes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from typing import Any
 import gymnasium
 from gymnasium import spaces
 
-from trl_embodied.envs.core import PROMPT_CHARSET, check_action_index, invalid_action_error, prompt_space
+from trl_embodied.envs.core import (
+    PROMPT_CHARSET,
+    EpisodeReplay,
+    check_action_index,
+    invalid_action_error,
+    prompt_space,
+)
 
 ActionFilter = Callable[[Sequence[str], str, dict[str, Any]], Sequence[str]]
 SUCCESS_SCORE = 100
@@ -164,3 +171,9 @@ class ScienceWorldTextEnv(gymnasium.Env[str, int]):
         # The engine closes itself again when garbage-collected, and writes to the process's stdin if it is
         # still running then: a BrokenPipeError printed at exit. Waiting for the exit makes that a no-op.
         self.engine._gateway.java_process.wait(timeout=30)
+
+
+def make_scienceworld_env(**kwargs: Any) -> EpisodeReplay:
+    """A :class:`ScienceWorldTextEnv` (``kwargs`` are its arguments) whose running episode a checkpoint saves
+    and a resumed run replays (:class:`~trl_embodied.envs.core.EpisodeReplay`)."""
+    return EpisodeReplay(ScienceWorldTextEnv(**kwargs))

@@ -24,7 +24,13 @@ from typing import Any
 import gymnasium
 from gymnasium import spaces
 
-from trl_embodied.envs.core import MAX_PROMPT_CHARS, PROMPT_CHARSET, InvalidActionMode, TextEnvWrapper
+from trl_embodied.envs.core import (
+    MAX_PROMPT_CHARS,
+    PROMPT_CHARSET,
+    EpisodeReplay,
+    InvalidActionMode,
+    TextEnvWrapper,
+)
 
 INSTALL_HINT = 'TextWorld is not installed: pip install "trl-embodied[textenvs]" (package textworld).'
 #: The sentence every prompt ends with: an admissible command completes it.
@@ -133,8 +139,9 @@ def make_textworld_env(
     max_actions: int = 128,
     command_filter: Callable[[str], bool] | None = None,
     invalid_action: InvalidActionMode = "raise",
-) -> TextEnvWrapper:
-    """A TextWorld game as a trl_embodied text environment.
+) -> EpisodeReplay:
+    """A TextWorld game as a trl_embodied text environment (in :class:`~trl_embodied.TextEnvWrapper`, and
+    :class:`~trl_embodied.envs.core.EpisodeReplay` so that a checkpoint saves the running episode).
 
     Args:
         game_file: a compiled game (``.z8``/``.ulx``).
@@ -150,7 +157,7 @@ def make_textworld_env(
         commands = [c for c in info["admissible_commands"] if keep(c)]
         return {command: command for command in commands}
 
-    return TextEnvWrapper(
+    text_env = TextEnvWrapper(
         TextWorldGame(game_file, max_steps=max_steps),
         describe,
         valid_actions,
@@ -158,6 +165,7 @@ def make_textworld_env(
         is_success=lambda obs, reward, terminated, truncated, info: info["won"],
         invalid_action=invalid_action,
     )
+    return EpisodeReplay(text_env)  # the game's interpreter state stays inside it: a resumed run replays
 
 
 def make_cooking_game(

@@ -46,7 +46,7 @@ from transformers.trainer_utils import SchedulerType
 from transformers.utils import logging
 from trl.trainer.base_trainer import _BaseTrainer
 
-from trl_embodied.envs.core import with_history
+from trl_embodied.envs.core import EpisodeNotRestored, with_history
 from trl_embodied.envs.registration import make_env
 from trl_embodied.evaluation import evaluate_policy
 from trl_embodied.modeling import (
@@ -492,10 +492,18 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         base_seed = self.args.seed + self.accelerator.process_index * self.args.num_envs
         for index, (name, factory, seed_offset) in enumerate(self.env_factories):
             slot = _EnvSlot(factory(), name)
-            if saved is not None and saved[index] is not None:
-                slot.load_state_dict(saved[index])
-            else:
-                restarted += [f"{name} (slot {index})"] if saved is not None else []
+            episode = saved[index] if saved is not None else None
+            if episode is not None:
+                try:
+                    slot.load_state_dict(episode)
+                except EpisodeNotRestored as error:
+                    warnings.warn(
+                        f"environment {name} (slot {index}): {error} It starts a new one.", stacklevel=2
+                    )
+                    episode = None
+            elif saved is not None:
+                restarted.append(f"{name} (slot {index})")
+            if episode is None:
                 slot.reset(seed=base_seed + seed_offset + index)
             slots.append(slot)
         if restarted:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from trl_embodied import SymbolicObservation, TextEnvWrapper
+from trl_embodied import EpisodeReplay, SymbolicObservation, TextEnvWrapper
 from trl_embodied.envs.core import EpisodeNotRestored
 
 from .toy_envs import MOVES, frozen_lake, numbered_lake, slippery_lake
@@ -107,3 +107,25 @@ def test_an_episode_that_a_replay_cannot_reach_is_refused():
     env.step(2)
     with pytest.raises(EpisodeNotRestored, match="replaying the episode's 1 actions .* not deterministic"):
         numbered_lake().load_state_dict(env.state_dict())
+
+
+def test_a_replay_that_meets_an_action_not_offered_is_refused():
+    instances = []
+
+    def lake():  # the first lake offers every move, any later one only "move left"
+        instances.append(None)
+        moves = MOVES if len(instances) == 1 else {"move left": 0}
+        return EpisodeReplay(
+            TextEnvWrapper(
+                gymnasium.make("FrozenLake-v1", is_slippery=False),
+                lambda obs, info: f"You are on tile {obs}. You",
+                lambda obs, info: moves,
+                max_actions=4,
+            )
+        )
+
+    env = lake()
+    env.reset(seed=0)
+    env.step(MOVES["move right"])
+    with pytest.raises(EpisodeNotRestored, match="not deterministic.*action 2 is not a valid action index"):
+        lake().load_state_dict(env.state_dict())

@@ -558,15 +558,19 @@ class EpisodeReplay(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
         reset = state["reset"]
         if reset["generator"] is not None:
             self.env.unwrapped.np_random.bit_generator.state = reset["generator"]
+        not_restored = (
+            f"{self.unwrapped}: replaying the episode's {len(state['actions'])} actions from its reset did not "
+            "lead back to its saved prompt and valid actions; the env is not deterministic, so its episode "
+            "cannot be restored by replay."
+        )
         self.reset(seed=reset["seed"], options=reset["options"])
-        for action in state["actions"]:
-            self.step(action)
+        try:
+            for action in state["actions"]:
+                self.step(action)
+        except (ValueError, RuntimeError) as error:  # the replay went elsewhere: an action not offered there
+            raise EpisodeNotRestored(f"{not_restored} ({error})") from error
         if self._last != (state["prompt"], list(state["valid_actions"])):
-            raise EpisodeNotRestored(
-                f"{self.unwrapped}: replaying the episode's {len(state['actions'])} actions from its reset did not lead "
-                "back to its saved prompt and valid actions; the env is not deterministic, so its episode "
-                "cannot be restored by replay."
-            )
+            raise EpisodeNotRestored(not_restored)
 
 
 def with_history(env: str | Callable[[], gymnasium.Env], history_length: int) -> Callable[[], gymnasium.Env]:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from trl_embodied import EpisodeReplay, SymbolicObservation, TextEnvWrapper
+from trl_embodied import SymbolicObservation, TextEnvWrapper
 from trl_embodied.envs.core import EpisodeNotRestored
 
-from .toy_envs import MOVES, frozen_lake, numbered_lake, slippery_lake
+from .toy_envs import MOVES, frozen_lake, numbered_lake, replayed_lake, slippery_lake
 
 
 def test_wrapped_env_passes_check_env_and_follows_the_contract():
@@ -115,14 +115,7 @@ def test_a_replay_that_meets_an_action_not_offered_is_refused():
     def lake():  # the first lake offers every move, any later one only "move left"
         instances.append(None)
         moves = MOVES if len(instances) == 1 else {"move left": 0}
-        return EpisodeReplay(
-            TextEnvWrapper(
-                gymnasium.make("FrozenLake-v1", is_slippery=False),
-                lambda obs, info: f"You are on tile {obs}. You",
-                lambda obs, info: moves,
-                max_actions=4,
-            )
-        )
+        return replayed_lake(lambda obs, info: f"You are on tile {obs}. You", moves)
 
     env = lake()
     env.reset(seed=0)

@@ -123,14 +123,19 @@ def slippery_lake() -> EpisodeReplay:
 _ATTEMPTS = itertools.count()  # shared by every numbered lake
 
 
-def numbered_lake() -> EpisodeReplay:
-    """A lake whose prompt numbers every observation across all its instances: no replay in another
-    instance reaches a saved prompt."""
+def replayed_lake(describe, moves) -> EpisodeReplay:
+    """The non-slippery lake in EpisodeReplay with a prompt and an action list of the test's making."""
     return EpisodeReplay(
         TextEnvWrapper(
             gymnasium.make("FrozenLake-v1", is_slippery=False),
-            lambda obs, info: f"Attempt {next(_ATTEMPTS)}: you are on tile {obs}. You",
-            lambda obs, info: MOVES,
+            describe,
+            lambda obs, info: moves,
             max_actions=4,
         )
     )
+
+
+def numbered_lake() -> EpisodeReplay:
+    """A lake whose prompt numbers every observation across all its instances: no replay in another
+    instance reaches a saved prompt."""
+    return replayed_lake(lambda obs, info: f"Attempt {next(_ATTEMPTS)}: you are on tile {obs}. You", MOVES)

@@ -197,6 +197,9 @@ def test_learning_curves_are_written_as_png_and_svg(tmp_path):
     mean_line = success_axis.get_lines()[0]
     assert np.allclose(mean_line.get_ydata(), [0.0, 0.75])  # the mean of the two seeds
     assert "2 seeds" in success_axis.get_legend().get_texts()[0].get_text()
+    first = (tmp_path / "curves.svg").read_bytes()
+    plot_learning_curves({"twosome": seeds, "mlp": seeds[:1]}, tmp_path / "curves.png", title="t")
+    assert (tmp_path / "curves.svg").read_bytes() == first  # re-plotting leaves the file as it was
 
 
 def test_curve_reads_only_rows_with_both_keys():

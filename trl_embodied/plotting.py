@@ -75,6 +75,9 @@ def plot_learning_curves(
     if path is not None:
         path = Path(path).with_suffix("")
         path.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in (".png", ".svg"):
-            figure.savefig(path.with_suffix(suffix), dpi=120)
+        # A fixed salt for the SVG's element ids and no date: the same curves write the same files, so a
+        # re-plot leaves a repository's unchanged figures unchanged.
+        with matplotlib.rc_context({"svg.hashsalt": "trl-embodied"}):
+            figure.savefig(path.with_suffix(".png"), dpi=120)
+            figure.savefig(path.with_suffix(".svg"), dpi=120, metadata={"Date": None})
     return figure

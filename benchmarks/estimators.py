@@ -1,12 +1,13 @@
 """Advantage estimators on the valid-action policy: GAE (a value head, TWOSOME's) against the critic-free
 group estimators GRPO, RLOO and GiGPO, same task, seeds and budget.
 
-Every estimator trains the default model with the trainer's defaults except ``--rollout_steps`` (a group
-estimator learns only from episode rounds that end within a rollout, so a rollout must be as long as an
-episode can be: the default is the task's episode limit) and ``--group_size`` (environments per
-seed-sharing group; ``num_envs`` is ``--num_envs``). GAE runs with the same rollout length, so the budget
-per iteration is the same. The figure of merit is the env steps until greedy success first reaches 0.9,
-and each group estimator's ratio to GAE on the same seed.
+Every estimator trains the default model with the trainer's defaults (rollouts of 32 decision steps in 4
+environments) and ``--group_size`` (environments per seed-sharing group; ``num_envs`` is ``--num_envs``).
+A group estimator's episode rounds run on across rollouts, so its updates come as often as GAE's.
+``--rollout_steps`` sets another rollout length for every estimator (a row of its own, ``gigpo_rollout200``;
+the earliest runs used the task's episode limit, from when a round had to end within its rollout). The
+figure of merit is the env steps until greedy success first reaches 0.9, and each group estimator's ratio
+to GAE with the same rollout length on the same seed.
 
     python benchmarks/estimators.py --task tomato_salad --estimator gae grpo rloo gigpo --seed 0
     python benchmarks/estimators.py --task tomato_lettuce_salad --estimator gigpo --history_length 2
@@ -15,7 +16,7 @@ and each group estimator's ratio to GAE on the same seed.
 
 Each (task, estimator, seed) writes ``benchmarks/results/estimators/<task>/<estimator>_seed<k>.json``
 (``<estimator>_history<n>_seed<k>.json`` with ``--history_length n``: prompts that carry the episode's last
-n actions, a row of its own); ``--report`` merges them into ``benchmarks/results/estimators.json`` and
+n actions, a row of its own; ``_rollout<n>`` with another rollout length); ``--report`` merges them into ``benchmarks/results/estimators.json`` and
 ``estimators_<task>.png``.
 
 ``--update_timing N`` measures what an estimator's update costs, controlled: each estimator trains N + 1
@@ -43,14 +44,27 @@ from common import (
 )
 from sample_efficiency import TASKS, method_figures
 
+from trl_embodied import EmbodiedPPOConfig
+
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "estimators"
 ESTIMATORS = ("gae", "grpo", "rloo", "gigpo")
+DEFAULT_ROLLOUT_STEPS = EmbodiedPPOConfig.__dataclass_fields__["rollout_steps"].default
 
 
-def row_name(estimator: str, history_length: int) -> str:
-    """``"gigpo"``, or ``"gigpo_history2"`` for prompts with the last 2 actions."""
-    return estimator + (f"_history{history_length}" if history_length else "")
+def row_name(estimator: str, history_length: int = 0, rollout_steps: int = DEFAULT_ROLLOUT_STEPS) -> str:
+    """``"gigpo"``; ``"gigpo_history2"`` for prompts with the last 2 actions; ``"gigpo_rollout200"`` for
+    rollouts of 200 decision steps instead of the trainer's default."""
+    return (
+        estimator
+        + (f"_history{history_length}" if history_length else "")
+        + (f"_rollout{rollout_steps}" if rollout_steps != DEFAULT_ROLLOUT_STEPS else "")
+    )
+
+
+def baseline_row(record: dict) -> str:
+    """GAE's row with the same rollout length: what a run is compared with."""
+    return row_name("gae", 0, record["rollout_steps"])
 
 
 def report() -> dict:
@@ -61,18 +75,17 @@ def report() -> dict:
         records: dict[str, list[dict]] = {}
         for path in sorted(task_dir.glob("*.json")):
             record = json.loads(path.read_text())
-            records.setdefault(row_name(record["estimator"], record.get("history_length", 0)), []).append(
-                record
-            )
+            name = row_name(record["estimator"], record.get("history_length", 0), record["rollout_steps"])
+            records.setdefault(name, []).append(record)
         rows = {estimator: method_figures(runs) for estimator, runs in records.items()}
         for estimator, runs in records.items():  # what each costs: update time and peak memory
             rows[estimator]["update_seconds_per_iteration"] = [
                 r["seconds_per_iteration"]["update"] for r in runs
             ]
             rows[estimator]["peak_rss_mb"] = [r.get("peak_rss_mb") for r in runs]
-        gae = rows.get("gae")
         for estimator, row in rows.items():
-            if estimator == "gae" or gae is None:
+            gae = rows.get(baseline_row(records[estimator][0]))
+            if estimator.startswith("gae") or gae is None:
                 continue
             ratios = []
             for seed, steps in zip(row["seeds"], row["steps_to_target"], strict=True):
@@ -243,9 +256,8 @@ def main() -> None:
     parser.add_argument(
         "--rollout_steps",
         type=int,
-        help="Decision steps per env per iteration; default: the task's episode limit (200 in Overcooked, 50 in "
-        "the household tasks), so that every round a rollout starts ends within it (a group estimator drops "
-        "the others, and a policy that slows down would stop learning).",
+        default=DEFAULT_ROLLOUT_STEPS,
+        help="Decision steps per env per iteration, for every estimator (the trainer's default: 32).",
     )
     parser.add_argument("--num_envs", type=int, default=4)
     parser.add_argument("--group_size", type=int, default=4)
@@ -269,16 +281,12 @@ def main() -> None:
     if args.report:
         report()
         return
-    if args.rollout_steps is None:
-        from trl_embodied import make_env
-
-        args.rollout_steps = make_env(TASKS[args.task]).unwrapped.max_primitive_steps
     if args.update_timing:
         update_timing(args)
         return
     for seed in args.seed:
         for estimator in args.estimator:
-            name = f"{row_name(estimator, args.history_length)}_seed{seed}"
+            name = f"{row_name(estimator, args.history_length, args.rollout_steps)}_seed{seed}"
             _, record = train_twosome(
                 TASKS[args.task],
                 seed=seed,

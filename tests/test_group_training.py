@@ -4,6 +4,10 @@ import pytest
 import torch
 
 from trl_embodied import EmbodiedActorCritic
+from trl_embodied.trainer.embodied_ppo_trainer import ROLLOUT_STATE_FILE, ROLLOUT_TENSORS_FILE
+from trl_embodied.trainer.episode_rounds import EpisodeRounds
+from trl_embodied.trainer.group_advantages import Episode, group_advantages
+from trl_embodied.trainer.rollout_state import load_tree, save_tree
 
 from .conftest import build_llama
 from .test_trainer import make_trainer, trainable_state, win_probability
@@ -33,43 +37,89 @@ def test_a_group_estimator_learns_the_rewarded_action_without_a_value_head(tmp_p
     assert reloaded.value_head is None
 
 
-def played_rollout(tmp_path, tokenizer, **overrides):
-    """A trainer on DoorEnv with 2 groups of 2 slots, and one rollout of 24 steps it played."""
-    trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, group_size=2, rollout_steps=24, **overrides)
+def play_rollouts(tmp_path, tokenizer, rollouts, **overrides):
+    """A trainer on DoorEnv (episodes of up to 20 steps) with 2 groups of 2 slots playing ``rollouts``
+    rollouts of 8 steps, each turned into its update's rows as the trainer does; the parameters stay as
+    they are. Returns the trainer, each rollout, the rounds that ended in it, and each update's rows."""
+    trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, group_size=2, rollout_steps=8, **overrides)
     trainer.slots = trainer._make_slots()
-    return trainer, trainer._play(24)
+    trainer._rounds = EpisodeRounds(4, group_size=2)
+    played, ended, updates = [], [], []
+    for _ in range(rollouts):
+        played.append(trainer._play(8))
+        ended.append(list(trainer._rounds.over))
+        updates.append(trainer._group_transitions(played[-1]))
+        trainer._micro_step += trainer.args.micro_steps_per_rollout  # the next iteration
+    return trainer, played, ended, updates
 
 
-def test_groups_share_their_reset_seed_and_unfinished_rounds_are_dropped(tmp_path, tokenizer):
-    """DoorEnv's episodes last up to 20 steps: a rollout of 24 steps ends inside a round, whose rows are
-    masked out of the update; the rows of rounds that ended count, and a waiting slot's rows do not."""
-    trainer, rollout = played_rollout(tmp_path, tokenizer, advantage_estimator="grpo")
-    seeds = {}
-    for (group, seed), _ in rollout.episodes.values():
-        seeds.setdefault(group, []).append(seed)
-    for group in (0, 1):  # both slots of a group reset with one seed per round, each round a new one
-        assert seeds[group][::2] == seeds[group][1::2] and len(set(seeds[group])) == len(seeds[group]) // 2
-        assert trainer.slots[2 * group].seed == trainer.slots[2 * group + 1].seed
-    advantages, mask = trainer._group_advantages(rollout)
-    rounds = {}
-    for key, ended in rollout.episodes.values():
-        rounds.setdefault(key, []).append(ended)
-    counted = {
-        (t, n)
-        for t in range(24)
+def test_rounds_run_on_across_rollouts_and_each_step_is_learned_from_once(tmp_path, tokenizer):
+    """Rounds are not bound to rollouts: a round the rollout's end cuts goes on in the next one, and when it
+    ends, all its steps (with the log-probs they were sampled with) get the group advantages, once."""
+    trainer, played, ended, updates = play_rollouts(tmp_path, tokenizer, 6, advantage_estimator="grpo")
+    for group in (0, 1):  # both slots of a group reset with its round's seed
+        first, second = (trainer.slots[n] for n in trainer._rounds.members(group))
+        assert first.seed == second.seed == trainer._rounds.seeds[group]
+    seeds = [seed for rounds in ended for (_, seed), _ in rounds] + trainer._rounds.seeds
+    assert len(set(seeds)) == len(seeds) > 2  # every round a new start
+
+    # Every step the slots took, keyed by (prompt, chosen action, log-prob), in the order it was sampled.
+    taken = [
+        (rollout.prompts[t][n], int(rollout.chosen[t, n]), float(rollout.logprobs[t, n]), iteration)
+        for iteration, rollout in enumerate(played)
+        for t in range(8)
         for n in range(4)
-        if rollout.episode_ids[t][n] is not None
-        and all(rounds[rollout.episodes[rollout.episode_ids[t][n]][0]])
-    }
-    assert {(t, n) for t, n in mask.nonzero().tolist()} == counted
-    assert mask.any() and (rollout.active & ~mask).any()  # some rounds ended, the rollout's end cut others
-    assert not (mask & ~rollout.active).any()  # a waiting slot's row never counts
-    assert (advantages[~mask] == 0).all()
+        if rollout.active[t, n]
+    ]
+    rounds = trainer._rounds
+    learned = [
+        (prompt, int(chosen), float(logprob))
+        for update in updates
+        for prompt, chosen, logprob, keep in zip(
+            update["prompts"], update["chosen"], update["logprobs"], update["mask"], strict=True
+        )
+        if keep
+    ]
+    in_flight = [(s["prompt"], s["chosen"], s["logprob"]) for steps in rounds.steps for s in steps]
+    queued = [(s["prompt"], s["chosen"], s["logprob"]) for s in rounds.queue]
+    assert sorted(learned + queued + in_flight) == sorted((p, c, lp) for p, c, lp, _ in taken)
+    # Some round ended a rollout after it began: its first steps were sampled an update earlier or more.
+    assert any(
+        step["iteration"] < k
+        for k, over in enumerate(ended)
+        for _, members in over
+        for e in members
+        for step in e
+    )
+    assert max(v for v in trainer._metrics["rollout/policy_lag"] if v == v) > 0  # logged (NaN: no rows)
+    # The rows carry their rounds' advantages, computed on whole rounds; updates take them oldest first, up
+    # to a rollout's row count (the rest wait in the queue), and fill up with masked rows.
+    scored = []
+    for over in ended:
+        episodes = [
+            Episode(
+                group=key,
+                rewards=[s["reward"] for s in steps],
+                states=[(s["prompt"], tuple(s["actions"])) for s in steps],
+            )
+            for key, members in over
+            for steps in members
+        ]
+        scored += [a for row in group_advantages(episodes, "grpo")[0] for a in row] if episodes else []
+    learned_advantages = []
+    for update in updates:
+        kept = int(update["mask"].sum())
+        assert update["mask"][:kept].all() and not update["mask"][kept:].any()
+        assert (update["advantages"][kept:] == 0).all() and len(update["prompts"]) == 32
+        learned_advantages += update["advantages"][:kept].tolist()
+    assert learned_advantages and not updates[0]["mask"].all()
+    expected = learned_advantages + [s["advantage"] for s in rounds.queue]
+    assert torch.allclose(torch.tensor(expected), torch.tensor(scored), atol=1e-6)
 
 
 def test_rows_a_group_estimator_drops_are_not_run_through_the_model(tmp_path, tokenizer):
-    """A minibatch with dropped rows (a waiting slot's, a cut round's) forwards only the rows that count,
-    and its loss and gradients are those of the kept rows alone."""
+    """A minibatch with masked rows (filling an update whose rounds have not all ended) forwards only the
+    rows that count, and its loss and gradients are those of the kept rows alone."""
     trainer = make_trainer(
         tmp_path, tokenizer, env=DoorEnv, group_size=2, rollout_steps=24, advantage_estimator="gigpo"
     )
@@ -101,20 +151,83 @@ def test_rows_a_group_estimator_drops_are_not_run_through_the_model(tmp_path, to
         assert torch.allclose(gradient, expected_gradients[name], atol=1e-6), name
 
 
-def test_a_critic_free_run_resumes_to_the_same_weights(tmp_path, tokenizer):
-    run = dict(env=DoorEnv, max_steps=4, advantage_estimator="gigpo", group_size=2)
+def test_a_critic_free_run_resumes_to_the_same_weights_and_rounds(tmp_path, tokenizer):
+    """The checkpoint carries the rounds in flight and the queue: the resumed run goes on with the rounds its
+    slots were playing (their seeds, steps and log-probs) and ends where the straight run ends."""
+    # Episodes of up to 20 steps against rollouts of 8: rounds run across checkpoints.
+    run = dict(
+        env=DoorEnv,
+        max_steps=6,
+        rollout_steps=8,
+        per_device_train_batch_size=32,
+        advantage_estimator="gigpo",
+        group_size=2,
+    )
     straight = make_trainer(tmp_path / "straight", tokenizer, **run)
     straight.train()
     make_trainer(tmp_path / "resumed", tokenizer, save_strategy="steps", save_steps=1, **run).train()
+    checkpoint = tmp_path / "resumed" / "run" / "checkpoint-3"
+    saved = load_tree(
+        checkpoint / ROLLOUT_STATE_FILE.format(rank=0), checkpoint / ROLLOUT_TENSORS_FILE.format(rank=0)
+    )
+    assert any(saved["rounds"]["steps"])  # a round was in flight at the checkpoint
     resumed = make_trainer(tmp_path / "resumed", tokenizer, seed=5, **run)  # another init, overwritten
-    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "run" / "checkpoint-2"))
+    resumed.train(resume_from_checkpoint=str(checkpoint))
     expected, actual = trainable_state(straight), trainable_state(resumed)
     for name in expected:
         assert torch.allclose(expected[name], actual[name], atol=1e-6), name
+
+    def rounds(trainer):
+        state = trainer._rounds.state_dict()
+        steps = [
+            [(s["prompt"], s["chosen"], s["iteration"], round(s["logprob"], 4)) for s in e]
+            for e in state["steps"]
+        ]
+        return state["seeds"], steps, len(state["queue"])
+
+    assert rounds(resumed) == rounds(straight)
     with pytest.raises(ValueError, match="written by a critic-free run"):
         make_trainer(tmp_path / "resumed", tokenizer, env=DoorEnv, max_steps=4).train(
-            resume_from_checkpoint=str(tmp_path / "resumed" / "run" / "checkpoint-2")
+            resume_from_checkpoint=str(checkpoint)
         )
+
+
+def test_a_round_whose_episode_was_not_restored_is_dropped_on_resume(tmp_path, tokenizer):
+    """An env that cannot save its episode restarts it on resume; the round that episode belonged to would
+    mix two starts in one group, so that group drops its round (and starts a new one), the other keeps its."""
+    run = dict(
+        env=DoorEnv,
+        max_steps=2,
+        advantage_estimator="grpo",
+        group_size=2,
+        save_strategy="steps",
+        save_steps=1,
+    )
+    make_trainer(tmp_path, tokenizer, **run).train()
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    files = checkpoint / ROLLOUT_STATE_FILE.format(rank=0), checkpoint / ROLLOUT_TENSORS_FILE.format(rank=0)
+    state = load_tree(*files)
+    rounds = state["rounds"]
+    playing = [n for n in range(4) if rounds["seeds"][n // 2] is not None and not rounds["ended"][n]]
+    assert playing and all(
+        seed is not None for seed in rounds["seeds"]
+    )  # a group is never idle after a rollout
+    state["slots"][playing[0]] = None  # what an env that cannot save its episode writes
+    save_tree(state, *files)
+    resumed = make_trainer(tmp_path, tokenizer, **run)
+    with pytest.warns(UserWarning, match="starts a new episode on resume"):
+        resumed._load_from_checkpoint(str(checkpoint))
+    dropped = playing[0] // 2
+    kept = 1 - dropped
+    assert resumed._rounds.seeds[dropped] is None
+    assert not any(resumed._rounds.steps[n] for n in resumed._rounds.members(dropped))
+    assert resumed._rounds.seeds[kept] == rounds["seeds"][kept]
+    assert [resumed._rounds.steps[n] for n in resumed._rounds.members(kept)] == [
+        rounds["steps"][n] for n in resumed._rounds.members(kept)
+    ]
+    resumed._play(1)  # the dropped group starts a new round: both its slots reset with one new seed
+    first, second = (resumed.slots[n] for n in resumed._rounds.members(dropped))
+    assert first.seed == second.seed == resumed._rounds.seeds[dropped] not in rounds["seeds"]
 
 
 def test_beta_adds_a_kl_penalty_to_the_base_policy(tmp_path, tokenizer):
@@ -150,7 +263,7 @@ def test_a_model_with_a_value_head_is_refused_for_a_critic_free_estimator(tmp_pa
         EmbodiedPPOTrainer(model=model, args=config(tmp_path, advantage_estimator="grpo", group_size=2))
 
 
-def test_a_rollout_shorter_than_the_episodes_warns_and_leaves_the_adapter_alone(tmp_path, tokenizer):
+def test_updates_before_any_round_ended_leave_the_adapter_alone(tmp_path, tokenizer):
     trainer = make_trainer(
         tmp_path,
         tokenizer,
@@ -162,10 +275,7 @@ def test_a_rollout_shorter_than_the_episodes_warns_and_leaves_the_adapter_alone(
         weight_decay=0.5,  # AdamW would shrink the weights on any optimizer step, gradient or not
     )  # a random policy rarely opens and walks through the door within 2 steps in both slots of a group
     before = trainable_state(trainer)
-    with pytest.warns(
-        UserWarning, match="no group's episode round ended within a rollout of rollout_steps=2"
-    ):
-        trainer.train()
+    trainer.train()
     empty = [
         row["policy/empty_minibatch"] for row in trainer.state.log_history if "policy/empty_minibatch" in row
     ]
@@ -173,41 +283,24 @@ def test_a_rollout_shorter_than_the_episodes_warns_and_leaves_the_adapter_alone(
     after = trainable_state(trainer)
     for name, weights in before.items():  # ...so no optimizer step moved a weight
         assert torch.equal(weights, after[name]), name
-
-
-def test_episodes_that_may_outlast_the_rollout_are_named_before_training(tmp_path, tokenizer):
-    # Tomato Salad truncates at 200 primitive steps: a policy that dawdles plays rounds no 4-step rollout
-    # holds, and a group estimator would drop them without a word after the first rollout.
-    trainer = make_trainer(
-        tmp_path,
-        tokenizer,
-        env="trl_embodied/Overcooked-TomatoSalad-v0",
-        advantage_estimator="grpo",
-        group_size=2,
-        rollout_steps=4,
-        max_steps=1,
-    )
-    with pytest.warns(
-        UserWarning, match="last up to 200 decisions, more than rollout_steps=4.*rollout_steps >= 200"
-    ):
-        trainer.train()
+    assert any(trainer._rounds.steps)  # the rounds go on: a later update learns from these steps
 
 
 def test_with_history_gigpo_anchors_on_the_prompt_that_carries_it(tmp_path, tokenizer, monkeypatch):
     """The anchor state is the exact prompt: with history_length the same door after different pasts is a
     different anchor, so GiGPO's step groups never pool them."""
-    from trl_embodied.trainer import embodied_ppo_trainer
+    from trl_embodied.trainer import episode_rounds
 
-    trainer, rollout = played_rollout(tmp_path, tokenizer, advantage_estimator="gigpo", history_length=2)
     anchored = []
-    real = embodied_ppo_trainer.group_advantages
+    real = episode_rounds.group_advantages
     monkeypatch.setattr(
-        embodied_ppo_trainer,
+        episode_rounds,
         "group_advantages",
         lambda episodes, *a, **k: (
             anchored.extend(s for e in episodes for s in e.states) or real(episodes, *a, **k)
         ),
     )
-    trainer._group_advantages(rollout)
-    assert anchored and all(prompt in [p for row in rollout.prompts for p in row] for prompt, _ in anchored)
+    _, played, _, _ = play_rollouts(tmp_path, tokenizer, 6, advantage_estimator="gigpo", history_length=2)
+    prompts = {p for rollout in played for row in rollout.prompts for p in row}
+    assert anchored and all(prompt in prompts for prompt, _ in anchored)
     assert any(prompt.startswith("Your last actions: ") for prompt, _ in anchored)

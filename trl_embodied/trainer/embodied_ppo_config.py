@@ -42,9 +42,11 @@ class EmbodiedPPOConfig(_BaseConfig):
         advantage_estimator (`str`, defaults to ``"gae"``): ``"gae"`` (a value head and GAE, TWOSOME's) or a
             critic-free group estimator, ``"grpo"``, ``"rloo"`` or ``"gigpo"``
             (:mod:`trl_embodied.trainer.group_advantages`): the ``num_envs`` environments form groups of
-            ``group_size`` that reset with the same seed; a rollout plays whole episodes (a group starts its
-            next episode when all its members have ended; an episode the rollout's end cuts is dropped from
-            the update), and no value head is built, trained or saved.
+            ``group_size`` that reset with the same seed and play episode rounds (a group starts its next
+            round when all its members' episodes have ended; a round runs on across rollouts, and each update
+            learns from the oldest ``num_envs * rollout_steps`` steps of the rounds that ended,
+            :class:`~trl_embodied.trainer.episode_rounds.EpisodeRounds`); no value head is built, trained or
+            saved.
         group_size (`int`, defaults to 4): environments per group for a group estimator.
         step_advantage_weight (`float`, defaults to 1.0): GiGPO's weight of the step term.
         beta (`float`, defaults to 0.0): weight of the KL divergence between the policy and the base model's

@@ -58,7 +58,8 @@ from trl_embodied.modeling import (
 )
 from trl_embodied.scoring import memoized_states
 from trl_embodied.trainer.embodied_ppo_config import EmbodiedPPOConfig, parse_dict_argument
-from trl_embodied.trainer.group_advantages import GROUP_STATISTICS, Episode, group_advantages
+from trl_embodied.trainer.episode_rounds import EpisodeRounds
+from trl_embodied.trainer.group_advantages import GROUP_STATISTICS
 from trl_embodied.trainer.ppo import (
     clipped_policy_loss,
     clipped_value_loss,
@@ -190,11 +191,6 @@ class _Rollout:
     finished: list[tuple[float, int, bool]]  # (return, length, success) of the episodes that ended
     finished_steps: list[dict[str, Any]]  # with save_rollouts: those episodes' steps
     active: torch.Tensor  # [T, N] the row is a step taken (a group estimator's waiting slots take none)
-    # Group estimators: each row's episode id (None while its slot waits), each slot's running episode, and
-    # every episode's (group, seed) key and whether it ended within the rollout.
-    episode_ids: list[list[int | None]]
-    current_episode: list[int | None]
-    episodes: dict[int, tuple[tuple[int, int], bool]]
     env_errors: int = 0
     scoring_seconds: float = 0.0
     env_seconds: float = 0.0
@@ -219,9 +215,6 @@ class _Rollout:
             finished=[],
             finished_steps=[],
             active=zeros(torch.bool),
-            episode_ids=[],
-            current_episode=[None] * envs,
-            episodes={},
         )
 
 
@@ -442,7 +435,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._trajectory_rows: list[dict[str, Any]] = []  # with save_rollouts, on the main process
         self._episodes_recorded = 0
         self._group_resets = 0  # group estimators: episodes rounds started on this process (their seeds)
-        self._warned_no_rounds = False
+        self._rounds: EpisodeRounds | None = None  # group estimators: rounds in flight, the scored queue
         # The current policy's scores per state, kept while the parameters stay fixed (one rollout, one
         # evaluation): environments revisit states, and a revisited state costs no forward.
         self._state_cache: dict[Any, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -697,122 +690,106 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._states_scored = 0
         if self.slots is None:
             self.slots = self._make_slots()
-            self._check_rounds_fit()
+        if args.critic_free and self._rounds is None:
+            self._rounds = EpisodeRounds(len(self.slots), args.group_size)
 
         rollout = self._play(args.rollout_steps)
-        if args.critic_free:
-            advantages, mask = self._group_advantages(rollout)
-            values = returns = torch.zeros_like(advantages)
-        else:
-            start = time.perf_counter()
-            values, next_values = self._rollout_values(rollout)
-            rollout.scoring_seconds += time.perf_counter() - start
-            advantages, returns = compute_gae(
-                rollout.rewards,
-                values,
-                next_values,
-                rollout.terminated,
-                rollout.truncated,
-                rollout.primitive_steps,
-                gamma=args.gamma,
-                gae_lambda=args.gae_lambda,
-            )
-            mask = rollout.active
-        self._env_steps += self._log_rollout(rollout, values, returns)
+        transitions = self._group_transitions(rollout) if args.critic_free else self._gae_transitions(rollout)
+        self._env_steps += self._log_rollout(rollout, transitions)
         if args.save_rollouts:
             self._record_trajectories(rollout.finished_steps)
+        return self._minibatches(transitions)
 
+    def _gae_transitions(self, rollout: _Rollout) -> dict[str, Any]:
+        """The rollout's ``T x N`` rows with their values, GAE advantages (normalized over every process's
+        rows with ``normalize_advantages``) and returns."""
+        args = self.args
+        start = time.perf_counter()
+        values, next_values = self._rollout_values(rollout)
+        rollout.scoring_seconds += time.perf_counter() - start
+        advantages, returns = compute_gae(
+            rollout.rewards,
+            values,
+            next_values,
+            rollout.terminated,
+            rollout.truncated,
+            rollout.primitive_steps,
+            gamma=args.gamma,
+            gae_lambda=args.gae_lambda,
+        )
         flat_advantages = advantages.flatten()
-        # Over the global batch, so every process weighs steps alike; group advantages are normalized already.
-        if args.normalize_advantages and not args.critic_free:
+        # Over the global batch, so every process weighs steps alike.
+        if args.normalize_advantages:
             everything = self.accelerator.gather(flat_advantages.to(self.accelerator.device)).cpu()
             flat_advantages = normalize_advantages(flat_advantages, everything)
-        return self._minibatches(
-            {
-                "prompts": [p for row in rollout.prompts for p in row],
-                "actions": [a for row in rollout.actions for a in row],
-                "chosen": rollout.chosen.flatten(),
-                "logprobs": rollout.logprobs.flatten(),
-                "values": values.flatten(),
-                "advantages": flat_advantages,
-                "returns": returns.flatten(),
-                "mask": mask.flatten(),
-            }
-        )
+        return {
+            "prompts": [p for row in rollout.prompts for p in row],
+            "actions": [a for row in rollout.actions for a in row],
+            "chosen": rollout.chosen.flatten(),
+            "logprobs": rollout.logprobs.flatten(),
+            "values": values.flatten(),
+            "advantages": flat_advantages,
+            "returns": returns.flatten(),
+            "mask": rollout.active.flatten(),
+        }
 
-    def _group_advantages(self, rollout: _Rollout) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[T, N]`` advantages of a group estimator, and the mask of the rows that count: the steps of the
-        episode rounds in which every member of the group finished within the rollout (a round the
-        rollout's end cut is dropped whole, so that every group compares ``group_size`` episodes)."""
-        steps, envs = rollout.rewards.shape
-        rows: dict[int, list[tuple[int, int]]] = defaultdict(list)  # episode id -> its (t, n) rows
-        for t in range(steps):
-            for n in range(envs):
-                if rollout.episode_ids[t][n] is not None:
-                    rows[rollout.episode_ids[t][n]].append((t, n))
-        rounds: dict[tuple[int, int], list[int]] = defaultdict(list)  # (group, seed) -> its episode ids
-        for episode_id, (group_key, _) in rollout.episodes.items():
-            rounds[group_key].append(episode_id)
-        complete = [
-            episode_id
-            for members in rounds.values()
-            if all(rollout.episodes[e][1] for e in members)
-            for episode_id in members
-        ]
-        episodes = [
-            Episode(
-                group=rollout.episodes[e][0],
-                rewards=[float(rollout.rewards[t, n]) for t, n in rows[e]],
-                states=[(rollout.prompts[t][n], tuple(rollout.actions[t][n])) for t, n in rows[e]],
-                primitive_steps=[int(rollout.primitive_steps[t, n]) for t, n in rows[e]],
-            )
-            for e in complete
-        ]
-        advantages, mask = torch.zeros(steps, envs), torch.zeros(steps, envs, dtype=torch.bool)
-        # Every process logs the same keys (NaN where it has no complete round: left out of the average).
-        stats = dict.fromkeys(GROUP_STATISTICS[self.args.advantage_estimator], float("nan"))
-        if episodes:
-            per_step, measured = group_advantages(
-                episodes,
-                self.args.advantage_estimator,
-                gamma=self.args.gamma,
-                step_advantage_weight=self.args.step_advantage_weight,
-            )
-            stats.update(measured)
-            for e, values in zip(complete, per_step, strict=True):
-                for (t, n), value in zip(rows[e], values, strict=True):
-                    advantages[t, n], mask[t, n] = value, True
+    def _group_transitions(self, rollout: _Rollout) -> dict[str, Any]:
+        """The update's rows for a group estimator: the rounds that ended in this rollout get their advantages
+        and join the queue of scored steps, and the update takes the oldest ``num_envs * rollout_steps`` of
+        it (the rest wait for the next update). Rows the queue cannot fill are the rollout's own, masked out:
+        the update keeps its shape, and a process with nothing to learn still forwards rows, as DDP needs."""
+        args, rounds = self.args, self._rounds
+        episodes, measured = rounds.score(
+            args.advantage_estimator, gamma=args.gamma, step_advantage_weight=args.step_advantage_weight
+        )
+        # Every process logs the same keys (NaN where no round ended: left out of the average).
+        stats = dict.fromkeys(GROUP_STATISTICS[args.advantage_estimator], float("nan")) | measured
         for name, value in stats.items():
             self._metrics[name].append(value)
-        self._metrics["rollout/episodes_in_groups"].append(float(len(episodes)))
-        if not episodes and not self._warned_no_rounds:
-            self._warned_no_rounds = True
-            warnings.warn(
-                f"no group's episode round ended within a rollout of rollout_steps={self.args.rollout_steps}: "
-                "this update learns nothing. Raise rollout_steps above the episodes' length in decisions.",
-                stacklevel=2,
-            )
-        return advantages, mask
+        self._metrics["rollout/episodes_in_groups"].append(float(episodes))
+        capacity = rollout.chosen.numel()
+        taken = rounds.take(capacity)
+        iteration = self._micro_step // args.micro_steps_per_rollout
+        # How many updates ago the rows were sampled (their log-probs are that policy's): 0 is on-policy.
+        lag = sum(iteration - step["iteration"] for step in taken) / len(taken) if taken else float("nan")
+        self._metrics["rollout/policy_lag"].append(lag)
+        self._metrics["rollout/queued_steps"].append(float(len(rounds.queue)))
+        fill = capacity - len(taken)
+        return {
+            "prompts": [s["prompt"] for s in taken] + [p for row in rollout.prompts for p in row][:fill],
+            "actions": [s["actions"] for s in taken] + [a for row in rollout.actions for a in row][:fill],
+            "chosen": torch.cat(
+                [
+                    torch.tensor([s["chosen"] for s in taken], dtype=torch.long),
+                    rollout.chosen.flatten()[:fill],
+                ]
+            ),
+            "logprobs": torch.cat(
+                [torch.tensor([s["logprob"] for s in taken]), rollout.logprobs.flatten()[:fill]]
+            ),
+            "values": torch.zeros(capacity),
+            "advantages": torch.tensor([s["advantage"] for s in taken] + [0.0] * fill),
+            "returns": torch.zeros(capacity),
+            "mask": torch.arange(capacity) < len(taken),
+        }
 
     def _play(self, steps: int) -> _Rollout:
         """Sample from the current policy and step every env slot ``steps`` times (no gradients).
 
-        With a group estimator every rollout starts new episode rounds: the slots of a group reset with one
-        seed, a slot whose episode ended waits (its rows inactive) until its whole group has ended, and
-        the group then starts its next round."""
+        With a group estimator the slots play episode rounds (:class:`EpisodeRounds`): the slots of a group
+        reset with one seed, a slot whose episode ended waits (its rows inactive) until its whole group has
+        ended, and the group then starts its next round; a round runs on into the next rollout."""
         rollout = _Rollout.empty(steps, len(self.slots))
         value_head = self.accelerator.unwrap_model(self.model).value_head
-        grouped = self.args.critic_free
-        groups = len(self.slots) // self.args.group_size if grouped else 0
-        for group in range(groups):
-            self._start_group_round(rollout, group)
+        rounds = self._rounds if self.args.critic_free else None
+        iteration = self._micro_step // self.args.micro_steps_per_rollout
+        if rounds is not None:
+            for group in rounds.idle_groups():
+                self._start_group_round(group)
         for t in range(steps):
             rollout.prompts.append([slot.prompt for slot in self.slots])
             rollout.actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
-            rollout.episode_ids.append(list(rollout.current_episode))
-            live = [
-                n for n in range(len(self.slots)) if not grouped or rollout.current_episode[n] is not None
-            ]
+            live = [n for n in range(len(self.slots)) if rounds is None or rounds.playing(n)]
             start = time.perf_counter()
             log_policy, critic_features = self._policy(
                 [rollout.prompts[t][n] for n in live], [rollout.actions[t][n] for n in live]
@@ -833,10 +810,19 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             cut = [
                 n for i, n in enumerate(live) if self._step_slot(rollout, t, n, self.slots[n], log_policy[i])
             ]
-            for group in range(groups):  # a group whose episodes have all ended starts its next round
-                members = range(group * self.args.group_size, (group + 1) * self.args.group_size)
-                if all(rollout.current_episode[n] is None for n in members):
-                    self._start_group_round(rollout, group)
+            if rounds is not None:
+                for n in live:
+                    step = {
+                        "prompt": rollout.prompts[t][n],
+                        "actions": rollout.actions[t][n],
+                        "chosen": int(rollout.chosen[t, n]),
+                        "logprob": float(rollout.logprobs[t, n]),
+                        "reward": float(rollout.rewards[t, n]),
+                        "primitive_steps": int(rollout.primitive_steps[t, n]),
+                        "iteration": iteration,
+                    }
+                    if rounds.record(n, step, bool(rollout.terminated[t, n] or rollout.truncated[t, n])):
+                        self._start_group_round(n // self.args.group_size)  # the group's round is over
             rollout.env_seconds += time.perf_counter() - start
             # Truncated episodes: the value of the state each stopped in bootstraps it.
             if cut and value_head is not None:
@@ -881,38 +867,17 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 {"env": slot.name, "seed": slot.seed, "steps": slot.steps, "success": info.get("success")}
             )
         rollout.final_states[n] = (prompt, list(info["valid_actions"]))
-        if self.args.critic_free:  # the episode is complete; the slot waits for the rest of its group
-            episode_id = rollout.current_episode[n]
-            rollout.episodes[episode_id] = (rollout.episodes[episode_id][0], True)
-            rollout.current_episode[n] = None
-        else:
+        if not self.args.critic_free:  # a group estimator's slot waits for the rest of its group
             slot.reset()
         return bool(trunc and not term)
 
-    def _check_rounds_fit(self) -> None:
-        """With a group estimator, warn when an episode may outlast a rollout: its round is then dropped
-        whole, and a policy that slows down (longer episodes) stops learning altogether."""
-        # A decision takes one primitive step or more: the primitive limit bounds an episode's decisions.
-        limit = getattr(self.slots[0].env.unwrapped, "max_primitive_steps", None)
-        if self.args.critic_free and limit is not None and self.args.rollout_steps < limit:
-            warnings.warn(
-                f"advantage_estimator={self.args.advantage_estimator!r} learns only from episode rounds that end "
-                f"within a rollout, and episodes of {self.slots[0].name} last up to {limit} decisions, more than "
-                f"rollout_steps={self.args.rollout_steps}: rounds of longer episodes are dropped whole. Set "
-                f"rollout_steps >= {limit} to keep every round a rollout starts.",
-                stacklevel=3,
-            )
-
-    def _start_group_round(self, rollout: _Rollout, group: int) -> None:
+    def _start_group_round(self, group: int) -> None:
         """Reset every slot of ``group`` with one new seed: the same start for the group's episodes."""
-        size = self.args.group_size
         seed = self.args.seed + 1_000_000 * (self.accelerator.process_index + 1) + self._group_resets
         self._group_resets += 1
-        for n in range(group * size, (group + 1) * size):
+        for n in self._rounds.members(group):
             self.slots[n].reset(seed=seed)
-            episode_id = len(rollout.episodes)
-            rollout.episodes[episode_id] = ((group, seed), False)
-            rollout.current_episode[n] = episode_id
+        self._rounds.start(group, seed)
 
     def _rollout_values(self, rollout: _Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """``[T, N]`` values of the rollout's states and of the states that follow them, under the value
@@ -962,7 +927,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             )
             self._episodes_recorded += 1
 
-    def _log_rollout(self, rollout: _Rollout, values: torch.Tensor, returns: torch.Tensor) -> int:
+    def _log_rollout(self, rollout: _Rollout, transitions: dict[str, Any]) -> int:
         """Per-iteration metrics, episode statistics and environment errors summed over processes; returns
         the decision steps the rollout took on all processes."""
         finished = rollout.finished
@@ -987,8 +952,9 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._metrics["episode/count"].append(float(totals[3]))
             self._last_success_rate["train"] = float(totals[2] / totals[3])
         if not self.args.critic_free:
+            values = transitions["values"]
             self._metrics["value/explained_variance"].append(
-                explained_variance(values.flatten(), returns.flatten())
+                explained_variance(values, transitions["returns"])
             )
             self._metrics["value/mean"].append(float(values.mean()))
         self._metrics["time/scoring_seconds"].append(rollout.scoring_seconds)
@@ -1009,7 +975,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             # optimizer leaves them alone; zero gradients would let Adam's momentum or weight decay move them.
             return torch.zeros((), device=device, requires_grad=True)
         if mask.any() and not mask.all():
-            # Dropped rows (a waiting slot's, a round the rollout cut) add nothing to the masked means below:
+            # Masked rows (filling an update the queue of scored steps could not) add nothing to the masked means below:
             # forward only the rows that count. A process with none forwards all, masked, as DDP needs.
             inputs = _take_rows(inputs, inputs["mask"].nonzero().squeeze(-1))
             mask = inputs["mask"].to(device)
@@ -1066,7 +1032,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
 
     def _all_rows_dropped(self, mask: torch.Tensor) -> bool:
         """Group estimators: whether every row of the minibatch (``[B]`` ``mask``) was dropped on every
-        process (rounds the rollout's end cut), decided over all processes, as DDP needs: all of them skip
+        process (no round had ended yet), decided over all processes, as DDP needs: all of them skip
         it or none. Logged as ``policy/empty_minibatch``."""
         if not self.args.critic_free:
             return False
@@ -1190,6 +1156,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             "episodes_recorded": self._episodes_recorded,
             "group_resets": self._group_resets,
             "slots": None if self.slots is None else [slot.state_dict() for slot in self.slots],
+            "rounds": None if self._rounds is None else self._rounds.state_dict(),
         }
         return state
 
@@ -1281,6 +1248,17 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                     f"{len(state['slots'])} saved environments for {len(self.env_factories)} slots"
                 )
             self.slots = self._make_slots(saved=state["slots"]) if state["slots"] is not None else None
+            self._rounds = None
+            if state.get("rounds") is not None and self.slots is not None:  # written by critic-free runs
+                self._rounds = EpisodeRounds(len(self.slots), self.args.group_size)
+                self._rounds.load_state_dict(state["rounds"])
+                for group in range(len(self._rounds.seeds)):
+                    # A slot whose episode could not be restored started a new one: its round is void.
+                    if not all(
+                        self._rounds.holds_episode(n, self.slots[n].seed, self.slots[n].episode_length)
+                        for n in self._rounds.members(group)
+                    ):
+                        self._rounds.drop(group)
         except (AttributeError, KeyError, TypeError, IndexError, RuntimeError, ValueError) as error:
             raise ValueError(
                 f"{state_file} is damaged ({type(error).__name__}: {error}); resume from another checkpoint or "

@@ -113,7 +113,7 @@ def clipped_policy_loss(
     """PPO's clipped surrogate, ``-mean(min(r A, clip(r, 1 - eps, 1 + eps) A))`` with ``r = pi / pi_old``.
 
     ``approx_kl`` is the low-variance estimator of KL(pi_old || pi): ``mean((r - 1) - log r)``. ``mask``
-    (``[B]`` bool) keeps the rows that count (a group estimator drops the steps of unfinished rounds).
+    (``[B]`` bool) keeps the rows that count (a group estimator masks the rows it could not fill with scored steps).
     """
     log_ratio = new_logprobs - old_logprobs
     if mask is not None:  # a dropped row's old log-prob was never sampled: keep its ratio finite

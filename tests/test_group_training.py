@@ -1,5 +1,7 @@
 """EmbodiedPPOTrainer with the critic-free group estimators (GRPO, RLOO, GiGPO) on tiny models."""
 
+import math
+
 import pytest
 import torch
 
@@ -72,17 +74,17 @@ def test_rounds_run_on_across_rollouts_and_each_step_is_learned_from_once(tmp_pa
         if rollout.active[t, n]
     ]
     rounds = trainer._rounds
-    learned = [
-        (prompt, int(chosen), float(logprob))
+    learned = [  # an earlier step's log-prob is recomputed (the proximal policy's; the parameters stayed)
+        (prompt, int(chosen), round(float(logprob), 4))
         for update in updates
         for prompt, chosen, logprob, keep in zip(
             update["prompts"], update["chosen"], update["logprobs"], update["mask"], strict=True
         )
         if keep
     ]
-    in_flight = [(s["prompt"], s["chosen"], s["logprob"]) for steps in rounds.steps for s in steps]
-    queued = [(s["prompt"], s["chosen"], s["logprob"]) for s in rounds.queue]
-    assert sorted(learned + queued + in_flight) == sorted((p, c, lp) for p, c, lp, _ in taken)
+    in_flight = [(s["prompt"], s["chosen"], round(s["logprob"], 4)) for steps in rounds.steps for s in steps]
+    queued = [(s["prompt"], s["chosen"], round(s["logprob"], 4)) for s in rounds.queue]
+    assert sorted(learned + queued + in_flight) == sorted((p, c, round(lp, 4)) for p, c, lp, _ in taken)
     # Some round ended a rollout after it began: its first steps were sampled an update earlier or more.
     assert any(
         step["iteration"] < k
@@ -115,6 +117,40 @@ def test_rounds_run_on_across_rollouts_and_each_step_is_learned_from_once(tmp_pa
     assert learned_advantages and not updates[0]["mask"].all()
     expected = learned_advantages + [s["advantage"] for s in rounds.queue]
     assert torch.allclose(torch.tensor(expected), torch.tensor(scored), atol=1e-6)
+
+
+def test_steps_of_an_earlier_policy_are_learned_from_as_decoupled_ppo_does(tmp_path, tokenizer):
+    """A step sampled before the last update: its ratio is taken against the current (proximal) policy, and
+    its advantage weighted by proximal over behaviour probability, truncated at 1. A step of this rollout
+    keeps its log-prob and its advantage."""
+    trainer = make_trainer(
+        tmp_path, tokenizer, env=DoorEnv, group_size=2, rollout_steps=8, advantage_estimator="grpo"
+    )
+    trainer.slots = trainer._make_slots()
+    trainer._rounds = EpisodeRounds(4, group_size=2)
+    rollout = trainer._play(8)
+    trainer._rounds.over.clear()  # only the hand-made steps below are scored
+    trainer._micro_step = 3 * trainer.args.micro_steps_per_rollout  # the update of iteration 3
+    prompt, info = DoorEnv().reset()
+    actions = info["valid_actions"]
+    current = trainer._policy([prompt], [actions])[0][0]
+
+    def step(chosen, behaviour, iteration):
+        return dict(
+            prompt=prompt, actions=actions, chosen=chosen, logprob=behaviour, reward=0.0, primitive_steps=1,
+            iteration=iteration, advantage=2.0,
+        )  # fmt: skip
+
+    trainer._rounds.queue = [
+        step(0, float(current[0]) + 0.5, iteration=1),  # the action has become less likely since
+        step(1, float(current[1]) - 0.5, iteration=1),  # more likely since: the weight is truncated at 1
+        step(2, float(current[2]), iteration=3),  # sampled in this rollout
+    ]
+    update = trainer._group_transitions(rollout)
+    assert update["mask"].tolist() == [True] * 3 + [False] * 29
+    assert torch.allclose(update["logprobs"][:3], current[:3], atol=1e-5)
+    assert torch.allclose(update["advantages"][:3], torch.tensor([2.0 * math.exp(-0.5), 2.0, 2.0]), atol=1e-5)
+    assert trainer._metrics["rollout/policy_lag"][-1] == pytest.approx(4 / 3)
 
 
 def test_rows_a_group_estimator_drops_are_not_run_through_the_model(tmp_path, tokenizer):

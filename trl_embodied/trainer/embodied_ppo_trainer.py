@@ -737,7 +737,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         """The update's rows for a group estimator: the rounds that ended in this rollout get their advantages
         and join the queue of scored steps, and the update takes the oldest ``num_envs * rollout_steps`` of
         it (the rest wait for the next update). Rows the queue cannot fill are the rollout's own, masked out:
-        the update keeps its shape, and a process with nothing to learn still forwards rows, as DDP needs."""
+        the update keeps its shape, and a process with nothing to learn still forwards rows, as DDP needs.
+
+        A step sampled by an earlier policy is learned from as decoupled PPO does (Hilton et al., arXiv
+        2110.00641): the clipped ratio and the target-KL stop compare the new policy with the current one
+        (the *proximal* policy, whose log-probs are recomputed here), and the advantage is weighted by the
+        proximal over the behaviour probability, truncated at 1 as V-trace does, so that stale steps neither
+        trip the KL stop at once nor push harder than fresh ones."""
         args, rounds = self.args, self._rounds
         episodes, measured = rounds.score(
             args.advantage_estimator, gamma=args.gamma, step_advantage_weight=args.step_advantage_weight
@@ -750,9 +756,23 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         capacity = rollout.chosen.numel()
         taken = rounds.take(capacity)
         iteration = self._micro_step // args.micro_steps_per_rollout
-        # How many updates ago the rows were sampled (their log-probs are that policy's): 0 is on-policy.
-        lag = sum(iteration - step["iteration"] for step in taken) / len(taken) if taken else float("nan")
+        behaviour = torch.tensor([s["logprob"] for s in taken])
+        proximal = behaviour.clone()
+        stale = [i for i, step in enumerate(taken) if step["iteration"] < iteration]
+        if stale:  # sampled before the last update: the current policy's log-probs of the chosen actions
+            start = time.perf_counter()
+            log_policy, _ = self._policy(
+                [taken[i]["prompt"] for i in stale], [taken[i]["actions"] for i in stale]
+            )
+            rollout.scoring_seconds += time.perf_counter() - start
+            chosen = torch.tensor([taken[i]["chosen"] for i in stale])
+            proximal[stale] = log_policy.float().gather(1, chosen[:, None]).squeeze(-1)
+        weights = (proximal - behaviour).exp().clamp(max=1.0)
+        # How many updates ago the rows were sampled (0: all on-policy), and their importance weights.
+        nan = float("nan")
+        lag = sum(iteration - step["iteration"] for step in taken) / len(taken) if taken else nan
         self._metrics["rollout/policy_lag"].append(lag)
+        self._metrics["rollout/importance_weight"].append(float(weights.mean()) if taken else nan)
         self._metrics["rollout/queued_steps"].append(float(len(rounds.queue)))
         fill = capacity - len(taken)
         return {
@@ -764,11 +784,11 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                     rollout.chosen.flatten()[:fill],
                 ]
             ),
-            "logprobs": torch.cat(
-                [torch.tensor([s["logprob"] for s in taken]), rollout.logprobs.flatten()[:fill]]
-            ),
+            "logprobs": torch.cat([proximal, rollout.logprobs.flatten()[:fill]]),
             "values": torch.zeros(capacity),
-            "advantages": torch.tensor([s["advantage"] for s in taken] + [0.0] * fill),
+            "advantages": torch.cat(
+                [torch.tensor([s["advantage"] for s in taken]) * weights, torch.zeros(fill)]
+            ),
             "returns": torch.zeros(capacity),
             "mask": torch.arange(capacity) < len(taken),
         }

@@ -4,8 +4,8 @@ The env slots form groups of ``group_size`` consecutive slots. In a *round* ever
 one seed and plays its episode to the end; a slot whose episode ended waits (takes no steps) until the
 group's last episode ends, and the group then starts its next round. A round is not bound to a rollout: it
 runs on through as many rollouts as its longest episode needs, and each step keeps the log-probability it
-was sampled with (the PPO ratio of a step sampled ``k`` updates ago is an importance weight, clipped as
-usual). When a round is over its episodes get their group advantages and their steps join a queue; each
+was sampled with and the iteration that sampled it (the trainer learns from a stale step as decoupled PPO
+does). When a round is over its episodes get their group advantages and their steps join a queue; each
 update takes the oldest steps of the queue, up to a fixed row count, so that an iteration's optimizer
 steps stay what the config says while rounds end at any time.
 """

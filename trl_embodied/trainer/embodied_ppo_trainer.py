@@ -700,6 +700,11 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._record_trajectories(rollout.finished_steps)
         return self._minibatches(transitions)
 
+    @property
+    def _iteration(self) -> int:
+        """The PPO iteration under way (0-based): its rollout and update."""
+        return self._micro_step // self.args.micro_steps_per_rollout
+
     def _gae_transitions(self, rollout: _Rollout) -> dict[str, Any]:
         """The rollout's ``T x N`` rows with their values, GAE advantages (normalized over every process's
         rows with ``normalize_advantages``) and returns."""
@@ -755,7 +760,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._metrics["rollout/episodes_in_groups"].append(float(episodes))
         capacity = rollout.chosen.numel()
         taken = rounds.take(capacity)
-        iteration = self._micro_step // args.micro_steps_per_rollout
+        iteration = self._iteration
         behaviour = torch.tensor([s["logprob"] for s in taken])
         proximal = behaviour.clone()
         stale = [i for i, step in enumerate(taken) if step["iteration"] < iteration]
@@ -802,7 +807,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         rollout = _Rollout.empty(steps, len(self.slots))
         value_head = self.accelerator.unwrap_model(self.model).value_head
         rounds = self._rounds if self.args.critic_free else None
-        iteration = self._micro_step // self.args.micro_steps_per_rollout
+        iteration = self._iteration
         if rounds is not None:
             for group in rounds.idle_groups():
                 self._start_group_round(group)
@@ -995,8 +1000,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             # optimizer leaves them alone; zero gradients would let Adam's momentum or weight decay move them.
             return torch.zeros((), device=device, requires_grad=True)
         if mask.any() and not mask.all():
-            # Masked rows (filling an update the queue of scored steps could not) add nothing to the masked means below:
-            # forward only the rows that count. A process with none forwards all, masked, as DDP needs.
+            # Masked rows (where a group estimator's queue of scored steps fell short) add nothing to the
+            # masked means below: forward only the rows that count. A process with none forwards all, masked, as DDP needs.
             inputs = _take_rows(inputs, inputs["mask"].nonzero().squeeze(-1))
             mask = inputs["mask"].to(device)
         args = self.args

@@ -107,6 +107,32 @@ def test_update_time_ratios_pool_every_timed_update_of_the_seeds():
     assert pooled["gae"]["update_time_ratio_to_gae"] == pytest.approx(1.0)
 
 
+def test_the_estimators_gae_row_borrows_only_twosome_runs_at_the_trainers_defaults(tmp_path, monkeypatch):
+    import json
+
+    import estimators
+
+    monkeypatch.setattr(estimators, "RESULTS", tmp_path)
+    runs = tmp_path / "sample_efficiency" / "tomato_lettuce_salad"
+    runs.mkdir(parents=True)
+    default = {"trainer_settings": {}, "history_length": 0, "bf16": False, "env_kwargs": {}}
+    for seed, changes in enumerate(
+        [
+            {},
+            {"trainer_settings": {"num_ppo_epochs": 2}},
+            {"history_length": 3},
+            {"bf16": True},
+            {"warm_start_sft": {}},
+        ]
+    ):
+        (runs / f"twosome_seed{seed}.json").write_text(json.dumps({**default, **changes, "seed": seed}))
+    (runs / "mlp_seed5.json").write_text(json.dumps({**default, "seed": 5}))
+    borrowed = estimators.default_twosome_runs("tomato_lettuce_salad")
+    assert [run["seed"] for run in borrowed] == [0]
+    assert borrowed[0]["estimator"] == "gae" and borrowed[0]["rollout_steps"] == 32
+    assert borrowed[0]["source"] == "sample_efficiency/tomato_lettuce_salad/twosome_seed0.json"
+
+
 def test_only_variants_of_the_prompt_borrow_the_base_tasks_ppo_mlp_runs():
     # PPO-MLP reads the symbolic state: a variant of what the LLM reads is compared with the base task's runs.
     for variant, base in (

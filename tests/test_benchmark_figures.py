@@ -133,6 +133,17 @@ def test_the_estimators_gae_row_borrows_only_twosome_runs_at_the_trainers_defaul
     assert borrowed[0]["source"] == "sample_efficiency/tomato_lettuce_salad/twosome_seed0.json"
 
 
+def test_estimator_ratios_to_gae_bound_the_seeds_gae_never_reached():
+    from estimators import steps_ratios
+
+    gae = {"seeds": [0, 1, 2], "steps_to_target": [None, 4096, 2048], "budget_env_steps": [10240] * 3}
+    gigpo = {"seeds": [0, 1, 2, 3], "steps_to_target": [5120, 2048, None, 1024]}
+    assert steps_ratios(gigpo, gae) == [
+        {"seed": 0, "gae_over_estimator_at_least": 2.0},
+        {"seed": 1, "gae_over_estimator": 2.0},
+    ]
+
+
 def test_only_variants_of_the_prompt_borrow_the_base_tasks_ppo_mlp_runs():
     # PPO-MLP reads the symbolic state: a variant of what the LLM reads is compared with the base task's runs.
     for variant, base in (

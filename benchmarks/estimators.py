@@ -135,6 +135,11 @@ def report() -> dict:
                 r["seconds_per_iteration"]["update"] for r in runs
             ]
             rows[estimator]["peak_rss_mb"] = [r.get("peak_rss_mb") for r in runs]
+            # A group estimator's waiting slots take no steps, so its iterations may end a run short of its
+            # budget: what each run played.
+            rows[estimator]["env_steps_played"] = [
+                max(row.get("env_steps", 0) for row in r["history"]) for r in runs
+            ]
         for estimator, row in rows.items():
             gae = rows.get(baseline_row(records[estimator][0]))
             if estimator.startswith("gae") or gae is None:

@@ -46,9 +46,8 @@ class EpisodeRounds:
 
     def start(self, group: int, seed: int) -> None:
         """A new round of ``group`` whose slots were just reset with ``seed``."""
+        self.drop(group)
         self.seeds[group] = seed
-        for slot in self.members(group):
-            self.steps[slot], self.ended[slot] = [], False
 
     def playing(self, slot: int) -> bool:
         """Whether ``slot`` takes steps now: its group has a round in flight and its episode has not ended."""
@@ -66,7 +65,8 @@ class EpisodeRounds:
         return True
 
     def drop(self, group: int) -> None:
-        """Forget ``group``'s round in flight (its slots' episodes were not restored on resume)."""
+        """Forget ``group``'s round in flight: it is over (its steps were handed on) or void (on resume, its
+        slots' episodes were not restored)."""
         self.seeds[group] = None
         for slot in self.members(group):
             self.steps[slot], self.ended[slot] = [], False

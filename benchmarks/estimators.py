@@ -44,7 +44,7 @@ from common import (
     train_twosome,
     write_json,
 )
-from sample_efficiency import TASKS, method_figures
+from sample_efficiency import TASKS, method_figures, ratios_to_baseline
 
 from trl_embodied import EmbodiedPPOConfig
 
@@ -96,24 +96,6 @@ def default_twosome_runs(task: str) -> list[dict]:
     return runs
 
 
-def steps_ratios(row: dict, gae: dict) -> list[dict]:
-    """Per seed both ran, GAE's env steps to the target over the estimator's; where GAE did not get there
-    within its budget, the budget over the estimator's steps, a lower bound (``gae_over_estimator_at_least``).
-    ``row`` and ``gae`` are :func:`method_figures` rows."""
-    ratios = []
-    for seed, steps in zip(row["seeds"], row["steps_to_target"], strict=True):
-        if seed not in gae["seeds"] or not steps:
-            continue
-        index = gae["seeds"].index(seed)
-        if gae["steps_to_target"][index]:
-            ratios.append({"seed": seed, "gae_over_estimator": gae["steps_to_target"][index] / steps})
-        else:
-            ratios.append(
-                {"seed": seed, "gae_over_estimator_at_least": gae["budget_env_steps"][index] / steps}
-            )
-    return ratios
-
-
 def report() -> dict:
     from trl_embodied.plotting import plot_learning_curves
 
@@ -144,7 +126,8 @@ def report() -> dict:
             gae = rows.get(baseline_row(records[estimator][0]))
             if estimator.startswith("gae") or gae is None:
                 continue
-            row["steps_ratio_gae_over_estimator"] = steps_ratios(row, gae)
+            # GAE's steps over the estimator's ("ratio"), or GAE's budget over them where GAE never got there
+            row["steps_ratio_gae_over_estimator"] = ratios_to_baseline(row, gae)
             gae_update = [t for t in gae["update_seconds_per_iteration"] if t]
             own_update = [t for t in row["update_seconds_per_iteration"] if t]
             if gae_update and own_update:  # the mean update of an iteration, against GAE's on the same task

@@ -245,20 +245,20 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def mlp_to_twosome_ratios(twosome: dict, mlp: dict, figure: str = "steps_to_target") -> list[dict]:
-    """Per seed that TWOSOME reached the target: ``{"seed", "ratio"}`` (PPO-MLP's env steps over
-    TWOSOME's), or ``{"seed", "at_least"}`` (PPO-MLP's whole budget over TWOSOME's steps) where PPO-MLP
-    never got there. ``twosome`` and ``mlp`` hold per-seed lists: ``seeds``, ``figure`` and, for PPO-MLP,
-    ``budget_env_steps``."""
+def ratios_to_baseline(method: dict, baseline: dict, figure: str = "steps_to_target") -> list[dict]:
+    """Per seed that ``method`` reached the target: ``{"seed", "ratio"}`` (the baseline's env steps over
+    the method's), or ``{"seed", "at_least"}`` (the baseline's whole budget over the method's steps) where
+    the baseline never got there. Both hold per-seed lists (:func:`method_figures`): ``seeds``, ``figure``
+    and, for the baseline, ``budget_env_steps``. The baseline is PPO-MLP here, GAE in ``estimators.py``."""
     per_seed = []
-    for seed, twosome_steps in zip(twosome["seeds"], twosome[figure], strict=True):
-        if seed not in mlp["seeds"] or not twosome_steps:
+    for seed, steps in zip(method["seeds"], method[figure], strict=True):
+        if seed not in baseline["seeds"] or not steps:
             continue
-        index = mlp["seeds"].index(seed)
-        if mlp[figure][index]:
-            per_seed.append({"seed": seed, "ratio": mlp[figure][index] / twosome_steps})
+        index = baseline["seeds"].index(seed)
+        if baseline[figure][index]:
+            per_seed.append({"seed": seed, "ratio": baseline[figure][index] / steps})
         else:
-            per_seed.append({"seed": seed, "at_least": mlp["budget_env_steps"][index] / twosome_steps})
+            per_seed.append({"seed": seed, "at_least": baseline["budget_env_steps"][index] / steps})
     return per_seed
 
 
@@ -310,7 +310,7 @@ def report() -> dict:
                 ("steps_to_target", "ratio_mlp_to_twosome_steps"),
                 ("steps_to_sampled_target", "ratio_mlp_to_twosome_sampled_steps"),
             ):
-                per_seed = mlp_to_twosome_ratios(row["twosome"], mlp, figure)
+                per_seed = ratios_to_baseline(row["twosome"], mlp, figure)
                 row[ratio_name] = [r["ratio"] for r in per_seed if "ratio" in r]
                 row[f"{ratio_name}_per_seed"] = per_seed
         summary["tasks"][task] = row

@@ -39,13 +39,55 @@ def test_a_group_estimator_learns_the_rewarded_action_without_a_value_head(tmp_p
     assert reloaded.value_head is None
 
 
+def test_a_slot_runs_ahead_of_its_group_and_the_others_join_its_rounds_later():
+    """No slot waits: one whose episode ended opens its group's next round (a new seed); the group's other
+    slots join that round, with its seed, when their own episodes end, and a round is over when all have."""
+    rounds = EpisodeRounds(2, group_size=2, first_seed=100)
+    assert rounds.idle_slots() == [0, 1]
+    assert rounds.begin(0) == rounds.begin(1) == 100 and rounds.idle_slots() == []
+    assert rounds.record(0, {"k": 0}, episode_ended=True) == 101  # slot 0 runs ahead: rounds 1...
+    assert rounds.record(0, {"k": 1}, episode_ended=True) == 102  # ...and 2
+    assert rounds.record(1, {"k": 2}, episode_ended=False) is None
+    assert not rounds.over
+    assert rounds.record(1, {"k": 3}, episode_ended=True) == 101  # slot 1 joins round 1; round 0 is over
+    assert rounds.over == [((0, 100), [[{"k": 0}], [{"k": 2}, {"k": 3}]])]
+    assert rounds.record(1, {"k": 4}, episode_ended=True) == 102
+    assert rounds.over[-1] == ((0, 101), [[{"k": 1}], [{"k": 4}]])
+    assert [r["seed"] for r in rounds.open] == [102] and rounds.rounds_opened == 3
+    restored = EpisodeRounds(2, group_size=2, first_seed=100)
+    restored.load_state_dict(rounds.state_dict())
+    assert restored.record(0, {"k": 5}, episode_ended=True) == 103  # the same seeds go on after a resume
+    restored.drop(0)  # void rounds: both slots begin a new one together
+    assert restored.idle_slots() == [0, 1] and restored.begin(1) == restored.begin(0) == 104
+
+
+def test_a_critic_free_run_plays_its_whole_env_step_budget(tmp_path, tokenizer):
+    """Episodes of different lengths in a group (a uniform policy walks through the door after 2 to 20
+    steps) take no slot off play: the run takes every env step its budget gives."""
+    trainer = make_trainer(
+        tmp_path, tokenizer, env=DoorEnv, advantage_estimator="grpo", group_size=2, rollout_steps=16,
+        total_env_steps=150,
+    )  # fmt: skip
+
+    def uniform_policy(prompts, actions):
+        log_policy = torch.tensor([[-math.log(len(a))] * len(a) for a in actions])
+        return log_policy, torch.zeros(len(prompts), 0)
+
+    trainer._policy = uniform_policy
+    trainer.train()
+    lengths = [row["episode/length"] for row in trainer.state.log_history if "episode/length" in row]
+    assert min(lengths) < max(lengths)  # the group's episodes ended at different steps
+    assert trainer.args.num_envs * trainer.args.rollout_steps == 64
+    assert trainer._env_steps == 192 == trainer.state.log_history[-1]["env_steps"]
+
+
 def play_rollouts(tmp_path, tokenizer, rollouts, **overrides):
     """A trainer on DoorEnv (episodes of up to 20 steps) with 2 groups of 2 slots playing ``rollouts``
     rollouts of 8 steps, each turned into its update's rows as the trainer does; the parameters stay as
     they are. Returns the trainer, each rollout, the rounds that ended in it, and each update's rows."""
     trainer = make_trainer(tmp_path, tokenizer, env=DoorEnv, group_size=2, rollout_steps=8, **overrides)
     trainer.slots = trainer._make_slots()
-    trainer._rounds = EpisodeRounds(4, group_size=2)
+    trainer._rounds = trainer._new_rounds()
     played, ended, updates = [], [], []
     for _ in range(rollouts):
         played.append(trainer._play(8))
@@ -57,13 +99,16 @@ def play_rollouts(tmp_path, tokenizer, rollouts, **overrides):
 
 def test_rounds_run_on_across_rollouts_and_each_step_is_learned_from_once(tmp_path, tokenizer):
     """Rounds are not bound to rollouts: a round the rollout's end cuts goes on in the next one, and when it
-    ends, all its steps (with the log-probs they were sampled with) get the group advantages, once."""
+    ends, all its steps (with the log-probs they were sampled with) get the group advantages, once. No slot
+    waits for its group: every slot takes a step at every decision step."""
     trainer, played, ended, updates = play_rollouts(tmp_path, tokenizer, 6, advantage_estimator="grpo")
-    for group in (0, 1):  # both slots of a group reset with its round's seed
-        first, second = (trainer.slots[n] for n in trainer._rounds.members(group))
-        assert first.seed == second.seed == trainer._rounds.seeds[group]
-    seeds = [seed for rounds in ended for (_, seed), _ in rounds] + trainer._rounds.seeds
+    rounds = trainer._rounds
+    for n, slot in enumerate(trainer.slots):  # each slot runs the episode of the round it joined
+        assert slot.seed == rounds.round_of(n)["seed"]
+    over = [key for rollout_rounds in ended for key, _ in rollout_rounds]
+    seeds = [seed for _, seed in over] + [r["seed"] for r in rounds.open]
     assert len(set(seeds)) == len(seeds) > 2  # every round a new start
+    assert all(len(members) == 2 and all(members) for r in ended for _, members in r)  # whole rounds
 
     # Every step the slots took, keyed by (prompt, chosen action, log-prob), in the order it was sampled.
     taken = [
@@ -71,9 +116,8 @@ def test_rounds_run_on_across_rollouts_and_each_step_is_learned_from_once(tmp_pa
         for iteration, rollout in enumerate(played)
         for t in range(8)
         for n in range(4)
-        if rollout.active[t, n]
     ]
-    rounds = trainer._rounds
+    assert len(taken) == 6 * 8 * 4
     learned = [  # an earlier step's log-prob is recomputed (the proximal policy's; the parameters stayed)
         (prompt, int(chosen), round(float(logprob), 4))
         for update in updates
@@ -82,7 +126,12 @@ def test_rounds_run_on_across_rollouts_and_each_step_is_learned_from_once(tmp_pa
         )
         if keep
     ]
-    in_flight = [(s["prompt"], s["chosen"], round(s["logprob"], 4)) for steps in rounds.steps for s in steps]
+    in_flight = [
+        (s["prompt"], s["chosen"], round(s["logprob"], 4))
+        for r in rounds.open
+        for steps in r["steps"]
+        for s in steps
+    ]
     queued = [(s["prompt"], s["chosen"], round(s["logprob"], 4)) for s in rounds.queue]
     assert sorted(learned + queued + in_flight) == sorted((p, c, round(lp, 4)) for p, c, lp, _ in taken)
     # Some round ended a rollout after it began: its first steps were sampled an update earlier or more.
@@ -206,7 +255,7 @@ def test_a_critic_free_run_resumes_to_the_same_weights_and_rounds(tmp_path, toke
     saved = load_tree(
         checkpoint / ROLLOUT_STATE_FILE.format(rank=0), checkpoint / ROLLOUT_TENSORS_FILE.format(rank=0)
     )
-    assert any(saved["rounds"]["steps"])  # a round was in flight at the checkpoint
+    assert any(steps for r in saved["rounds"]["open"] for steps in r["steps"])  # rounds were in flight
     resumed = make_trainer(tmp_path / "resumed", tokenizer, seed=5, **run)  # another init, overwritten
     resumed.train(resume_from_checkpoint=str(checkpoint))
     expected, actual = trainable_state(straight), trainable_state(resumed)
@@ -215,11 +264,16 @@ def test_a_critic_free_run_resumes_to_the_same_weights_and_rounds(tmp_path, toke
 
     def rounds(trainer):
         state = trainer._rounds.state_dict()
-        steps = [
-            [(s["prompt"], s["chosen"], s["iteration"], round(s["logprob"], 4)) for s in e]
-            for e in state["steps"]
+        in_flight = [
+            (r["group"], r["number"], r["seed"], r["ended"])
+            + tuple(
+                (s["prompt"], s["chosen"], s["iteration"], round(s["logprob"], 4))
+                for e in r["steps"]
+                for s in e
+            )
+            for r in state["open"]
         ]
-        return state["seeds"], steps, len(state["queue"])
+        return in_flight, state["joined"], state["rounds_opened"], len(state["queue"])
 
     assert rounds(resumed) == rounds(straight)
     with pytest.raises(ValueError, match="written by a critic-free run"):
@@ -244,10 +298,17 @@ def test_a_round_whose_episode_was_not_restored_is_dropped_on_resume(tmp_path, t
     files = checkpoint / ROLLOUT_STATE_FILE.format(rank=0), checkpoint / ROLLOUT_TENSORS_FILE.format(rank=0)
     state = load_tree(*files)
     rounds = state["rounds"]
-    playing = [n for n in range(4) if rounds["seeds"][n // 2] is not None and not rounds["ended"][n]]
-    assert playing and all(
-        seed is not None for seed in rounds["seeds"]
-    )  # a group is never idle after a rollout
+
+    def in_flight(group, open_rounds):
+        return [r for r in open_rounds if r["group"] == group]
+
+    playing = [  # slots in the middle of an episode
+        n
+        for n in range(4)
+        for r in in_flight(n // 2, rounds["open"])
+        if r["number"] == rounds["joined"][n] and r["steps"][n % 2]
+    ]
+    assert playing
     state["slots"][playing[0]] = None  # what an env that cannot save its episode writes
     save_tree(state, *files)
     resumed = make_trainer(tmp_path, tokenizer, **run)
@@ -255,15 +316,13 @@ def test_a_round_whose_episode_was_not_restored_is_dropped_on_resume(tmp_path, t
         resumed._load_from_checkpoint(str(checkpoint))
     dropped = playing[0] // 2
     kept = 1 - dropped
-    assert resumed._rounds.seeds[dropped] is None
-    assert not any(resumed._rounds.steps[n] for n in resumed._rounds.members(dropped))
-    assert resumed._rounds.seeds[kept] == rounds["seeds"][kept]
-    assert [resumed._rounds.steps[n] for n in resumed._rounds.members(kept)] == [
-        rounds["steps"][n] for n in resumed._rounds.members(kept)
-    ]
+    assert not in_flight(dropped, resumed._rounds.open)
+    assert in_flight(kept, resumed._rounds.open) == in_flight(kept, rounds["open"]) != []
     resumed._play(1)  # the dropped group starts a new round: both its slots reset with one new seed
-    first, second = (resumed.slots[n] for n in resumed._rounds.members(dropped))
-    assert first.seed == second.seed == resumed._rounds.seeds[dropped] not in rounds["seeds"]
+    first, second = resumed._rounds.members(dropped)
+    seed = resumed._rounds.round_of(first)["seed"]
+    assert resumed.slots[first].seed == resumed.slots[second].seed == seed
+    assert seed not in [r["seed"] for r in rounds["open"]] and seed >= rounds["rounds_opened"]
 
 
 def test_beta_adds_a_kl_penalty_to_the_base_policy(tmp_path, tokenizer):
@@ -319,7 +378,7 @@ def test_updates_before_any_round_ended_leave_the_adapter_alone(tmp_path, tokeni
     after = trainable_state(trainer)
     for name, weights in before.items():  # ...so no optimizer step moved a weight
         assert torch.equal(weights, after[name]), name
-    assert any(trainer._rounds.steps)  # the rounds go on: a later update learns from these steps
+    assert any(steps for r in trainer._rounds.open for steps in r["steps"])  # a later update learns from them
 
 
 def test_with_history_gigpo_anchors_on_the_prompt_that_carries_it(tmp_path, tokenizer, monkeypatch):

@@ -91,7 +91,6 @@ ROLLOUT_STATE_KEYS = {
     "env_steps",
     "trajectory_rows",
     "episodes_recorded",
-    "group_resets",
     "slots",
 }
 # What a checkpoint's rollout state must agree on with the resuming run.
@@ -190,7 +189,6 @@ class _Rollout:
     final_states: dict[int, tuple[str, list[str]]]  # slot -> (prompt, actions) its last episode ended in
     finished: list[tuple[float, int, bool]]  # (return, length, success) of the episodes that ended
     finished_steps: list[dict[str, Any]]  # with save_rollouts: those episodes' steps
-    active: torch.Tensor  # [T, N] the row is a step taken (a group estimator's waiting slots take none)
     env_errors: int = 0
     scoring_seconds: float = 0.0
     env_seconds: float = 0.0
@@ -214,7 +212,6 @@ class _Rollout:
             final_states={},
             finished=[],
             finished_steps=[],
-            active=zeros(torch.bool),
         )
 
 
@@ -434,7 +431,6 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._last_success_rate: dict[str, float] = {}
         self._trajectory_rows: list[dict[str, Any]] = []  # with save_rollouts, on the main process
         self._episodes_recorded = 0
-        self._group_resets = 0  # group estimators: episodes rounds started on this process (their seeds)
         self._rounds: EpisodeRounds | None = None  # group estimators: rounds in flight, the scored queue
         # The current policy's scores per state, kept while the parameters stay fixed (one rollout, one
         # evaluation): environments revisit states, and a revisited state costs no forward.
@@ -691,7 +687,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         if self.slots is None:
             self.slots = self._make_slots()
         if args.critic_free and self._rounds is None:
-            self._rounds = EpisodeRounds(len(self.slots), args.group_size)
+            self._rounds = self._new_rounds()
 
         rollout = self._play(args.rollout_steps)
         transitions = self._group_transitions(rollout) if args.critic_free else self._gae_transitions(rollout)
@@ -735,7 +731,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             "values": values.flatten(),
             "advantages": flat_advantages,
             "returns": returns.flatten(),
-            "mask": rollout.active.flatten(),
+            "mask": torch.ones(rollout.chosen.numel(), dtype=torch.bool),
         }
 
     def _group_transitions(self, rollout: _Rollout) -> dict[str, Any]:
@@ -801,24 +797,21 @@ class EmbodiedPPOTrainer(_BaseTrainer):
     def _play(self, steps: int) -> _Rollout:
         """Sample from the current policy and step every env slot ``steps`` times (no gradients).
 
-        With a group estimator the slots play episode rounds (:class:`EpisodeRounds`): the slots of a group
-        reset with one seed, a slot whose episode ended waits (its rows inactive) until its whole group has
-        ended, and the group then starts its next round; a round runs on into the next rollout."""
+        With a group estimator the slots play episode rounds (:class:`EpisodeRounds`): a slot whose episode
+        ended resets with the seed of its group's next round, which its group's other slots play too when
+        their episodes end; a round runs on into the next rollout."""
         rollout = _Rollout.empty(steps, len(self.slots))
         value_head = self.accelerator.unwrap_model(self.model).value_head
         rounds = self._rounds if self.args.critic_free else None
         iteration = self._iteration
-        if rounds is not None:
-            for group in rounds.idle_groups():
-                self._start_group_round(group)
+        if rounds is not None:  # at the start, and for a group whose rounds were dropped on resume
+            for n in rounds.idle_slots():
+                self.slots[n].reset(seed=rounds.begin(n))
         for t in range(steps):
             rollout.prompts.append([slot.prompt for slot in self.slots])
             rollout.actions.append([list(slot.info["valid_actions"]) for slot in self.slots])
-            live = [n for n in range(len(self.slots)) if rounds is None or rounds.playing(n)]
             start = time.perf_counter()
-            log_policy, critic_features = self._policy(
-                [rollout.prompts[t][n] for n in live], [rollout.actions[t][n] for n in live]
-            )
+            log_policy, critic_features = self._policy(rollout.prompts[t], rollout.actions[t])
             rollout.scoring_seconds += time.perf_counter() - start
             if value_head is not None:
                 # The value head standardizes its input with running statistics of the states the rollouts
@@ -826,17 +819,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 # the statistics the update will use, so that value clipping compares like with like.
                 rollout.features.append(critic_features)
                 value_head.feature_norm.update(self.accelerator.gather(critic_features.float().contiguous()))
-            index = torch.tensor(live, dtype=torch.long)
-            chosen = torch.multinomial(log_policy.exp(), 1, generator=self.generator).squeeze(-1)
-            rollout.active[t, index] = True
-            rollout.chosen[t, index] = chosen
-            rollout.logprobs[t, index] = log_policy.gather(1, chosen[:, None]).squeeze(-1)
+            rollout.chosen[t] = torch.multinomial(log_policy.exp(), 1, generator=self.generator).squeeze(-1)
+            rollout.logprobs[t] = log_policy.gather(1, rollout.chosen[t, :, None]).squeeze(-1)
             start = time.perf_counter()
             cut = [
-                n for i, n in enumerate(live) if self._step_slot(rollout, t, n, self.slots[n], log_policy[i])
+                n for n, slot in enumerate(self.slots) if self._step_slot(rollout, t, n, slot, log_policy[n])
             ]
             if rounds is not None:
-                for n in live:
+                for n in range(len(self.slots)):
                     step = {
                         "prompt": rollout.prompts[t][n],
                         "actions": rollout.actions[t][n],
@@ -846,8 +836,9 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                         "primitive_steps": int(rollout.primitive_steps[t, n]),
                         "iteration": iteration,
                     }
-                    if rounds.record(n, step, bool(rollout.terminated[t, n] or rollout.truncated[t, n])):
-                        self._start_group_round(n // self.args.group_size)  # the group's round is over
+                    seed = rounds.record(n, step, bool(rollout.terminated[t, n] or rollout.truncated[t, n]))
+                    if seed is not None:  # the episode ended: the slot plays its group's next round
+                        self.slots[n].reset(seed=seed)
             rollout.env_seconds += time.perf_counter() - start
             # Truncated episodes: the value of the state each stopped in bootstraps it.
             if cut and value_head is not None:
@@ -892,17 +883,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 {"env": slot.name, "seed": slot.seed, "steps": slot.steps, "success": info.get("success")}
             )
         rollout.final_states[n] = (prompt, list(info["valid_actions"]))
-        if not self.args.critic_free:  # a group estimator's slot waits for the rest of its group
+        if not self.args.critic_free:  # a group estimator's slot resets with its next round's seed
             slot.reset()
         return bool(trunc and not term)
 
-    def _start_group_round(self, group: int) -> None:
-        """Reset every slot of ``group`` with one new seed: the same start for the group's episodes."""
-        seed = self.args.seed + 1_000_000 * (self.accelerator.process_index + 1) + self._group_resets
-        self._group_resets += 1
-        for n in self._rounds.members(group):
-            self.slots[n].reset(seed=seed)
-        self._rounds.start(group, seed)
+    def _new_rounds(self) -> EpisodeRounds:
+        """A group estimator's rounds on this process's slots; their seeds differ from other processes'."""
+        first_seed = self.args.seed + 1_000_000 * (self.accelerator.process_index + 1)
+        return EpisodeRounds(len(self.slots), self.args.group_size, first_seed=first_seed)
 
     def _rollout_values(self, rollout: _Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """``[T, N]`` values of the rollout's states and of the states that follow them, under the value
@@ -963,7 +951,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 sum(s for _, _, s in finished),
                 len(finished),
                 rollout.env_errors,
-                float(rollout.active.sum()),
+                float(rollout.chosen.numel()),
             ],
             dtype=torch.float64,
         )
@@ -1179,7 +1167,6 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             "env_steps": self._env_steps,
             "trajectory_rows": self._trajectory_rows,
             "episodes_recorded": self._episodes_recorded,
-            "group_resets": self._group_resets,
             "slots": None if self.slots is None else [slot.state_dict() for slot in self.slots],
             "rounds": None if self._rounds is None else self._rounds.state_dict(),
         }
@@ -1267,7 +1254,6 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self._env_steps = int(state["env_steps"])
             self._trajectory_rows = list(state["trajectory_rows"])
             self._episodes_recorded = int(state["episodes_recorded"])
-            self._group_resets = int(state["group_resets"])
             if state["slots"] is not None and len(state["slots"]) != len(self.env_factories):
                 raise IndexError(
                     f"{len(state['slots'])} saved environments for {len(self.env_factories)} slots"
@@ -1275,9 +1261,9 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             self.slots = self._make_slots(saved=state["slots"]) if state["slots"] is not None else None
             self._rounds = None
             if state.get("rounds") is not None and self.slots is not None:  # written by critic-free runs
-                self._rounds = EpisodeRounds(len(self.slots), self.args.group_size)
+                self._rounds = self._new_rounds()
                 self._rounds.load_state_dict(state["rounds"])
-                for group in range(len(self._rounds.seeds)):
+                for group in range(len(self._rounds.next_number)):
                     # A slot whose episode could not be restored started a new one: its round is void.
                     if not all(
                         self._rounds.holds_episode(n, self.slots[n].seed, self.slots[n].episode_length)

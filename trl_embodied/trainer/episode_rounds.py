@@ -1,13 +1,15 @@
 """The episode rounds of a group estimator, kept across rollouts.
 
-The env slots form groups of ``group_size`` consecutive slots. In a *round* every slot of a group resets with
-one seed and plays its episode to the end; a slot whose episode ended waits (takes no steps) until the
-group's last episode ends, and the group then starts its next round. A round is not bound to a rollout: it
-runs on through as many rollouts as its longest episode needs, and each step keeps the log-probability it
-was sampled with and the iteration that sampled it (the trainer learns from a stale step as decoupled PPO
-does). When a round is over its episodes get their group advantages and their steps join a queue; each
-update takes the oldest steps of the queue, up to a fixed row count, so that an iteration's optimizer
-steps stay what the config says while rounds end at any time.
+The env slots form groups of ``group_size`` consecutive slots. A group's *round* is ``group_size`` episodes
+that start from one reset seed, one in each slot of the group. No slot waits for the others: a slot whose
+episode ended starts at once on its group's next round (the first of the group to get there opens it with a
+new seed, the others join it when their own episodes end), so a group may have several rounds in flight,
+its slots in different ones, and every slot takes a step at every decision step of a rollout. A round is
+not bound to a rollout either: it runs on through as many rollouts as its longest episode needs, and each
+step keeps the log-probability it was sampled with and the iteration that sampled it (the trainer learns
+from a stale step as decoupled PPO does). When a round is over its episodes get their group advantages and
+their steps join a queue; each update takes the oldest steps of the queue, up to a fixed row count, so that
+an iteration's optimizer steps stay what the config says while rounds end at any time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from .group_advantages import Episode, group_advantages
 
 #: One decision step of a round, as plain data (it is saved in checkpoints).
 Step = dict[str, Any]  # prompt, actions, chosen, logprob, reward, primitive_steps, iteration
+#: A round in flight: {"group", "number" (the group's count of rounds before it), "seed",
+#: "steps" (each member slot's episode so far), "ended" (each member's episode is over)}.
+Round = dict[str, Any]
 
 
 class EpisodeRounds:
@@ -27,56 +32,80 @@ class EpisodeRounds:
     Args:
         num_slots: env slots on this process (a multiple of ``group_size``).
         group_size: slots per group.
+        first_seed: the reset seed of the first round; each round opened after it takes the next integer.
     """
 
-    def __init__(self, num_slots: int, group_size: int):
+    def __init__(self, num_slots: int, group_size: int, first_seed: int = 0):
         self.group_size = group_size
-        self.seeds: list[int | None] = [None] * (num_slots // group_size)  # each group's round, None: none
-        self.steps: list[list[Step]] = [[] for _ in range(num_slots)]  # each slot's episode in its round
-        self.ended: list[bool] = [False] * num_slots
+        self.first_seed = first_seed
+        self.rounds_opened = 0  # on every group: the next round's seed is first_seed + rounds_opened
+        self.next_number = [0] * (num_slots // group_size)  # each group's next round to open
+        self.joined = [-1] * num_slots  # the number of the last round each slot joined (-1: none)
+        self.open: list[Round] = []
         self.over: list[tuple[tuple[int, int], list[list[Step]]]] = []  # ((group, seed), episodes) to score
         self.queue: list[Step] = []  # scored steps (with "advantage"), oldest first
 
     def members(self, group: int) -> range:
         return range(group * self.group_size, (group + 1) * self.group_size)
 
-    def idle_groups(self) -> list[int]:
-        """The groups with no round in flight (at the start, after a round, after a dropped one)."""
-        return [group for group, seed in enumerate(self.seeds) if seed is None]
+    def round_of(self, slot: int) -> Round | None:
+        """The round ``slot`` plays now; None when it plays none (at the start, or after its group's rounds
+        were dropped): :meth:`begin` gives it one."""
+        group, number = slot // self.group_size, self.joined[slot]
+        return next((r for r in self.open if r["group"] == group and r["number"] == number), None)
 
-    def start(self, group: int, seed: int) -> None:
-        """A new round of ``group`` whose slots were just reset with ``seed``."""
-        self.drop(group)
-        self.seeds[group] = seed
+    def idle_slots(self) -> list[int]:
+        return [slot for slot in range(len(self.joined)) if self.round_of(slot) is None]
 
-    def playing(self, slot: int) -> bool:
-        """Whether ``slot`` takes steps now: its group has a round in flight and its episode has not ended."""
-        return self.seeds[slot // self.group_size] is not None and not self.ended[slot]
-
-    def record(self, slot: int, step: Step, episode_ended: bool) -> bool:
-        """Add ``slot``'s step to its round; returns whether this ended the round (the group is idle then)."""
-        self.steps[slot].append(step)
-        self.ended[slot] = episode_ended
+    def begin(self, slot: int) -> int:
+        """``slot`` starts its episode of its group's next round (opening the round if no slot of the group
+        has yet); returns the seed to reset it with."""
         group = slot // self.group_size
-        if not all(self.ended[n] for n in self.members(group)):
-            return False
-        self.over.append(((group, self.seeds[group]), [self.steps[n] for n in self.members(group)]))
-        self.drop(group)
-        return True
+        number = self.joined[slot] + 1
+        if number == self.next_number[group]:
+            self.open.append(
+                {
+                    "group": group,
+                    "number": number,
+                    "seed": self.first_seed + self.rounds_opened,
+                    "steps": [[] for _ in self.members(group)],
+                    "ended": [False for _ in self.members(group)],
+                }
+            )
+            self.rounds_opened += 1
+            self.next_number[group] += 1
+        self.joined[slot] = number
+        return self.round_of(slot)["seed"]
+
+    def record(self, slot: int, step: Step, episode_ended: bool) -> int | None:
+        """Add ``slot``'s step to its round. When the step ended the slot's episode, the round is over if it
+        was the group's last episode of the round, and the slot begins its next round: returns the seed to
+        reset it with (None while the episode goes on)."""
+        round_ = self.round_of(slot)
+        member = slot % self.group_size
+        round_["steps"][member].append(step)
+        if not episode_ended:
+            return None
+        round_["ended"][member] = True
+        if all(round_["ended"]):
+            self.open.remove(round_)
+            self.over.append(((round_["group"], round_["seed"]), round_["steps"]))
+        return self.begin(slot)
 
     def drop(self, group: int) -> None:
-        """Forget ``group``'s round in flight: it is over (its steps were handed on) or void (on resume, its
-        slots' episodes were not restored)."""
-        self.seeds[group] = None
+        """Forget ``group``'s rounds in flight (void: on resume, one of its slots' episodes was not restored);
+        its slots are idle then, and begin a new round together."""
+        self.open = [r for r in self.open if r["group"] != group]
         for slot in self.members(group):
-            self.steps[slot], self.ended[slot] = [], False
+            self.joined[slot] = self.next_number[group] - 1
 
     def holds_episode(self, slot: int, seed: int | None, episode_length: int) -> bool:
         """Whether the episode ``slot`` runs (its reset seed and length so far) is the one its round recorded;
         after a resume, a slot whose episode was not restored runs another."""
-        if not self.playing(slot):
+        round_ = self.round_of(slot)
+        if round_ is None:
             return True
-        return seed == self.seeds[slot // self.group_size] and len(self.steps[slot]) == episode_length
+        return seed == round_["seed"] and len(round_["steps"][slot % self.group_size]) == episode_length
 
     def score(
         self,
@@ -119,19 +148,22 @@ class EpisodeRounds:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "seeds": self.seeds,
-            "steps": self.steps,
-            "ended": self.ended,
+            "rounds_opened": self.rounds_opened,
+            "next_number": self.next_number,
+            "joined": self.joined,
+            "open": self.open,
             "over": self.over,
             "queue": self.queue,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if len(state["seeds"]) != len(self.seeds) or len(state["steps"]) != len(self.steps):
+        if len(state["next_number"]) != len(self.next_number) or len(state["joined"]) != len(self.joined):
             raise ValueError(
-                f"saved rounds of {len(state['seeds'])} groups and {len(state['steps'])} slots, for "
-                f"{len(self.seeds)} groups and {len(self.steps)} slots"
+                f"saved rounds of {len(state['next_number'])} groups and {len(state['joined'])} slots, for "
+                f"{len(self.next_number)} groups and {len(self.joined)} slots"
             )
-        self.seeds, self.steps, self.ended = list(state["seeds"]), list(state["steps"]), list(state["ended"])
+        self.rounds_opened = int(state["rounds_opened"])
+        self.next_number, self.joined = list(state["next_number"]), list(state["joined"])
+        self.open = [dict(r) for r in state["open"]]
         self.over = [(tuple(key), members) for key, members in state["over"]]
         self.queue = list(state["queue"])

@@ -42,9 +42,10 @@ class EmbodiedPPOConfig(_BaseConfig):
         advantage_estimator (`str`, defaults to ``"gae"``): ``"gae"`` (a value head and GAE, TWOSOME's) or a
             critic-free group estimator, ``"grpo"``, ``"rloo"`` or ``"gigpo"``
             (:mod:`trl_embodied.trainer.group_advantages`): the ``num_envs`` environments form groups of
-            ``group_size`` that reset with the same seed and play episode rounds (a group starts its next
-            round when all its members' episodes have ended; a round runs on across rollouts, and each update
-            learns from the oldest ``num_envs * rollout_steps`` steps of the rounds that ended,
+            ``group_size`` that play episode rounds, one episode per member from the round's seed (a slot
+            whose episode ended starts at once on its group's next round, which the others join when their
+            episodes end; a round runs on across rollouts, and each update learns from the oldest
+            ``num_envs * rollout_steps`` steps of the rounds that ended,
             :class:`~trl_embodied.trainer.episode_rounds.EpisodeRounds`); no value head is built, trained or
             saved.
         group_size (`int`, defaults to 4): environments per group for a group estimator.

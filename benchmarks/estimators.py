@@ -195,7 +195,8 @@ def timed_updates(
         "seconds_per_forwarded_minibatch": sum(updates) / ran
         if (ran := sum(forwarded[k] for k in timed))
         else None,
-        # A group estimator's waiting slots play no steps: its iterations play fewer than GAE's.
+        # Every estimator's iterations play num_envs * rollout_steps (before commit eccc690 a group
+        # estimator's slots that waited for their group played none: its iterations played fewer).
         "env_steps_per_iteration": np.diff([0] + [row["env_steps"] for row in rollouts]).tolist(),
         "states_scored_per_rollout": [row["rollout/states_scored"] for row in rollouts],
         "optimizer_steps_run": trainer.state.global_step,

@@ -883,8 +883,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 {"env": slot.name, "seed": slot.seed, "steps": slot.steps, "success": info.get("success")}
             )
         rollout.final_states[n] = (prompt, list(info["valid_actions"]))
-        if not self.args.critic_free:  # a group estimator's slot resets with its next round's seed
-            slot.reset()
+        if not self.args.critic_free:  # a group estimator's slot resets once _play has recorded the step in
+            slot.reset()  # its round: with the seed of the group's next round
         return bool(trunc and not term)
 
     def _new_rounds(self) -> EpisodeRounds:

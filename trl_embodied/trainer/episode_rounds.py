@@ -38,7 +38,7 @@ class EpisodeRounds:
     def __init__(self, num_slots: int, group_size: int, first_seed: int = 0):
         self.group_size = group_size
         self.first_seed = first_seed
-        self.rounds_opened = 0  # on every group: the next round's seed is first_seed + rounds_opened
+        self.rounds_opened = 0  # over all groups: the next round opened gets seed first_seed + rounds_opened
         self.next_number = [0] * (num_slots // group_size)  # each group's next round to open
         self.joined = [-1] * num_slots  # the number of the last round each slot joined (-1: none)
         self.open: list[Round] = []

@@ -134,6 +134,8 @@ def test_an_action_that_names_several_objects_acts_on_the_first():
         _, info = env.reset(seed=0)
         _, _, _, _, info = env.step(info["valid_actions"].index("teleport to art studio"))
         before = info["score"]
+        # The engine is not fully deterministic (allenai/ScienceWorld#33): if the text is missing, say what was offered.
+        assert "focus on paint on cup" in info["valid_actions"], info["valid_actions"]
         prompt, reward, terminated, _, info = env.step(info["valid_actions"].index("focus on paint on cup"))
         assert not terminated and "look around" in info["valid_actions"]
         assert "This room is called the art studio." in prompt

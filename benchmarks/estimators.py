@@ -117,8 +117,8 @@ def report() -> dict:
                 r["seconds_per_iteration"]["update"] for r in runs
             ]
             rows[estimator]["peak_rss_mb"] = [r.get("peak_rss_mb") for r in runs]
-            # A group estimator's waiting slots take no steps, so its iterations may end a run short of its
-            # budget: what each run played.
+            # What each run played: before commit eccc690 a group estimator's slots that waited for their
+            # group took no steps, and its runs ended short of their budget.
             rows[estimator]["env_steps_played"] = [
                 max(row.get("env_steps", 0) for row in r["history"]) for r in runs
             ]

@@ -64,8 +64,15 @@ def test_a_slot_runs_ahead_of_its_group_and_the_others_join_its_rounds_later():
 def test_a_critic_free_run_plays_its_whole_env_step_budget(tmp_path, tokenizer):
     """Episodes of different lengths in a group (a uniform policy walks through the door after 2 to 20
     steps) take no slot off play: the run takes every env step its budget gives."""
+    steps_taken = []
+
+    class CountedDoor(DoorEnv):
+        def step(self, action):
+            steps_taken.append(action)
+            return super().step(action)
+
     trainer = make_trainer(
-        tmp_path, tokenizer, env=DoorEnv, advantage_estimator="grpo", group_size=2, rollout_steps=16,
+        tmp_path, tokenizer, env=CountedDoor, advantage_estimator="grpo", group_size=2, rollout_steps=16,
         total_env_steps=150,
     )  # fmt: skip
 
@@ -78,7 +85,7 @@ def test_a_critic_free_run_plays_its_whole_env_step_budget(tmp_path, tokenizer):
     lengths = [row["episode/length"] for row in trainer.state.log_history if "episode/length" in row]
     assert min(lengths) < max(lengths)  # the group's episodes ended at different steps
     assert trainer.args.num_envs * trainer.args.rollout_steps == 64
-    assert trainer._env_steps == 192 == trainer.state.log_history[-1]["env_steps"]
+    assert len(steps_taken) == trainer._env_steps == 192 == trainer.state.log_history[-1]["env_steps"]
 
 
 def play_rollouts(tmp_path, tokenizer, rollouts, **overrides):

@@ -412,9 +412,9 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 stacklevel=2,
             )
         if args.total_env_steps is not None:
-            per_iteration = args.num_envs * args.rollout_steps * self.accelerator.num_processes
             args.max_steps = (
-                math.ceil(args.total_env_steps / per_iteration) * args.optimizer_steps_per_rollout
+                math.ceil(args.total_env_steps / self._env_steps_per_iteration)
+                * args.optimizer_steps_per_rollout
             )
 
         # Rollout state: what a checkpoint must carry for resume to continue the same run.
@@ -678,8 +678,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         now = time.perf_counter()
         if self._iteration_start is not None:  # the previous iteration is complete: rollout + update
             iteration_seconds = now - self._iteration_start
-            transitions = args.num_envs * args.rollout_steps * self.accelerator.num_processes
-            self._metrics["env_steps_per_second"].append(transitions / iteration_seconds)
+            self._metrics["env_steps_per_second"].append(self._env_steps_per_iteration / iteration_seconds)
             self._metrics["time/update_seconds"].append(self._update_seconds)
         self._iteration_start, self._update_seconds = now, 0.0
         self._state_cache.clear()  # the parameters changed since the last rollout
@@ -691,10 +690,16 @@ class EmbodiedPPOTrainer(_BaseTrainer):
 
         rollout = self._play(args.rollout_steps)
         transitions = self._group_transitions(rollout) if args.critic_free else self._gae_transitions(rollout)
-        self._env_steps += self._log_rollout(rollout, transitions)
+        self._log_rollout(rollout, transitions)
+        self._env_steps += self._env_steps_per_iteration
         if args.save_rollouts:
             self._record_trajectories(rollout.finished_steps)
         return self._minibatches(transitions)
+
+    @property
+    def _env_steps_per_iteration(self) -> int:
+        """Decision steps a rollout takes on all processes: every slot steps at every decision step."""
+        return self.args.num_envs * self.args.rollout_steps * self.accelerator.num_processes
 
     @property
     def _iteration(self) -> int:
@@ -940,9 +945,8 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             )
             self._episodes_recorded += 1
 
-    def _log_rollout(self, rollout: _Rollout, transitions: dict[str, Any]) -> int:
-        """Per-iteration metrics, episode statistics and environment errors summed over processes; returns
-        the decision steps the rollout took on all processes."""
+    def _log_rollout(self, rollout: _Rollout, transitions: dict[str, Any]) -> None:
+        """Per-iteration metrics, episode statistics and environment errors summed over processes."""
         finished = rollout.finished
         totals = torch.tensor(
             [
@@ -951,7 +955,6 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 sum(s for _, _, s in finished),
                 len(finished),
                 rollout.env_errors,
-                float(rollout.chosen.numel()),
             ],
             dtype=torch.float64,
         )
@@ -974,7 +977,6 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         # How much the rollout reused: states it ran through the model (distinct ones, bootstraps included).
         self._metrics["rollout/states_scored"].append(float(self._states_scored))
         self._metrics["time/env_seconds"].append(rollout.env_seconds)
-        return int(totals[5])
 
     # -- the loss --------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

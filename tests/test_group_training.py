@@ -151,7 +151,8 @@ def test_rounds_run_on_across_rollouts_and_each_step_is_learned_from_once(tmp_pa
     )
     assert max(v for v in trainer._metrics["rollout/policy_lag"] if v == v) > 0  # logged (NaN: no rows)
     # The rows carry their rounds' advantages, computed on whole rounds; updates take them oldest first, up
-    # to a rollout's row count (the rest wait in the queue), and fill up with masked rows.
+    # to twice a rollout's row count (the rest wait in the queue), and fill up with masked rows to a multiple
+    # of the rollout's 4 minibatches.
     scored = []
     for over in ended:
         episodes = [
@@ -168,7 +169,8 @@ def test_rounds_run_on_across_rollouts_and_each_step_is_learned_from_once(tmp_pa
     for update in updates:
         kept = int(update["mask"].sum())
         assert update["mask"][:kept].all() and not update["mask"][kept:].any()
-        assert (update["advantages"][kept:] == 0).all() and len(update["prompts"]) == 32
+        assert (update["advantages"][kept:] == 0).all() and kept <= 64
+        assert len(update["prompts"]) == max(32, math.ceil(kept / 4) * 4)
         learned_advantages += update["advantages"][:kept].tolist()
     assert learned_advantages and not updates[0]["mask"].all()
     expected = learned_advantages + [s["advantage"] for s in rounds.queue]
@@ -207,6 +209,57 @@ def test_steps_of_an_earlier_policy_are_learned_from_as_decoupled_ppo_does(tmp_p
     assert torch.allclose(update["logprobs"][:3], current[:3], atol=1e-5)
     assert torch.allclose(update["advantages"][:3], torch.tensor([2.0 * math.exp(-0.5), 2.0, 2.0]), atol=1e-5)
     assert trainer._metrics["rollout/policy_lag"][-1] == pytest.approx(4 / 3)
+
+
+def test_an_update_drains_a_long_queue_in_larger_minibatches(tmp_path, tokenizer):
+    """When more steps are queued than a rollout plays, the update takes up to twice a rollout's rows, oldest
+    first, in as many minibatches as ever (the config's optimizer steps), each larger: rounds end in bursts,
+    and an update with room for one rollout's rows alone would let the queue and its steps' age grow."""
+    trainer = make_trainer(
+        tmp_path, tokenizer, env=DoorEnv, group_size=2, rollout_steps=8, advantage_estimator="grpo",
+        num_ppo_epochs=2,
+    )  # fmt: skip
+    trainer.slots = trainer._make_slots()
+    trainer._rounds = EpisodeRounds(4, group_size=2)
+    rollout = trainer._play(8)  # 32 rows: 4 minibatches of 8 per epoch
+    trainer._rounds.over.clear()  # only the hand-made steps below are scored
+    prompt, info = DoorEnv().reset()
+
+    def queue(count):
+        trainer._rounds.queue = [
+            dict(
+                prompt=prompt,
+                actions=info["valid_actions"],
+                chosen=0,
+                logprob=-1.0,
+                reward=0.0,
+                primitive_steps=1,
+                iteration=0,
+                advantage=float(k),
+            )  # fmt: skip
+            for k in range(count)
+        ]
+
+    queue(50)  # all taken: 52 rows, 4 minibatches of 13 per epoch
+    update = trainer._group_transitions(rollout)
+    assert update["mask"].tolist() == [True] * 50 + [False] * 2
+    assert update["advantages"][:50].tolist() == [float(k) for k in range(50)] and not trainer._rounds.queue
+    minibatches = trainer._minibatches(update)
+    assert len(minibatches) == trainer.args.micro_steps_per_rollout == 8
+    assert [len(b["prompts"]) for b in minibatches] == [13] * 8
+    first_epoch = torch.cat([b["advantages"][b["mask"]] for b in minibatches[:4]])
+    assert sorted(first_epoch.tolist()) == [float(k) for k in range(50)]  # each row once an epoch
+
+    queue(70)  # the oldest 64 taken, 6 wait
+    update = trainer._group_transitions(rollout)
+    assert update["mask"].all() and update["advantages"].tolist() == [float(k) for k in range(64)]
+    assert [s["advantage"] for s in trainer._rounds.queue] == [64.0, 65.0, 66.0, 67.0, 68.0, 69.0]
+    assert [len(b["prompts"]) for b in trainer._minibatches(update)] == [16] * 8
+
+    queue(3)  # fewer than a rollout: the rollout's shape, masked rows
+    update = trainer._group_transitions(rollout)
+    assert len(update["prompts"]) == 32 and int(update["mask"].sum()) == 3
+    assert [len(b["prompts"]) for b in trainer._minibatches(update)] == [8] * 8
 
 
 def test_rows_a_group_estimator_drops_are_not_run_through_the_model(tmp_path, tokenizer):

@@ -44,8 +44,9 @@ class EmbodiedPPOConfig(_BaseConfig):
             (:mod:`trl_embodied.trainer.group_advantages`): the ``num_envs`` environments form groups of
             ``group_size`` that play episode rounds, one episode per member from the round's seed (a slot
             whose episode ended starts at once on its group's next round, which the others join when their
-            episodes end; a round runs on across rollouts, and each update learns from the oldest
-            ``num_envs * rollout_steps`` steps of the rounds that ended,
+            episodes end; a round runs on across rollouts, and each update learns from the oldest steps of
+            the rounds that ended, up to twice a rollout's ``num_envs * rollout_steps`` in as many minibatches
+            as a rollout's, each up to twice ``per_device_train_batch_size``,
             :class:`~trl_embodied.trainer.episode_rounds.EpisodeRounds`); no value head is built, trained or
             saved.
         group_size (`int`, defaults to 4): environments per group for a group estimator.

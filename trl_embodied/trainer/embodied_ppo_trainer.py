@@ -81,6 +81,11 @@ ROLLOUT_STATE_FILE = "rollout_state_{rank}.json"
 ROLLOUT_TENSORS_FILE = "rollout_state_{rank}.safetensors"
 ROLLOUTS_DIR = "rollouts"  # with save_rollouts: the training episodes as a trajectory dataset
 ROLLOUT_STATE_FORMAT = 1  # raised when the rollout state's layout changes
+#: A group estimator's update takes at most this many times a rollout's rows from the queue of scored steps
+#: (its minibatches grow to hold them). Rounds end in bursts: an update with room for no more than a rollout
+#: plays would serve the queue exactly as fast as it fills, a random walk whose steps grow ever staler
+#: (measured: up to 5 rollouts queued, a policy lag of 4-6 updates); with room for more, it drains.
+QUEUE_DRAIN_FACTOR = 2
 ROLLOUT_STATE_KEYS = {
     "format",
     "shape",
@@ -741,9 +746,11 @@ class EmbodiedPPOTrainer(_BaseTrainer):
 
     def _group_transitions(self, rollout: _Rollout) -> dict[str, Any]:
         """The update's rows for a group estimator: the rounds that ended in this rollout get their advantages
-        and join the queue of scored steps, and the update takes the oldest ``num_envs * rollout_steps`` of
-        it (the rest wait for the next update). Rows the queue cannot fill are the rollout's own, masked out:
-        the update keeps its shape, and a process with nothing to learn still forwards rows, as DDP needs.
+        and join the queue of scored steps, and the update takes the oldest of it, up to
+        ``QUEUE_DRAIN_FACTOR`` times the rollout's ``num_envs * rollout_steps`` rows (the rest wait for the
+        next update). The update keeps its number of minibatches: they grow when it takes more rows than a
+        rollout has, and rows it lacks are the rollout's own, masked out (a process with nothing to learn
+        still forwards rows, as DDP needs).
 
         A step sampled by an earlier policy is learned from as decoupled PPO does (Hilton et al., arXiv
         2110.00641): the clipped ratio and the target-KL stop compare the new policy with the current one
@@ -759,8 +766,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         for name, value in stats.items():
             self._metrics[name].append(value)
         self._metrics["rollout/episodes_in_groups"].append(float(episodes))
-        capacity = rollout.chosen.numel()
-        taken = rounds.take(capacity)
+        rollout_rows = rollout.chosen.numel()
+        taken = rounds.take(QUEUE_DRAIN_FACTOR * rollout_rows)
+        minibatches = rollout_rows // args.per_device_train_batch_size  # per epoch
+        rows = max(rollout_rows, math.ceil(len(taken) / minibatches) * minibatches)
         iteration = self._iteration
         behaviour = torch.tensor([s["logprob"] for s in taken])
         proximal = behaviour.clone()
@@ -780,7 +789,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._metrics["rollout/policy_lag"].append(lag)
         self._metrics["rollout/importance_weight"].append(float(weights.mean()) if taken else nan)
         self._metrics["rollout/queued_steps"].append(float(len(rounds.queue)))
-        fill = capacity - len(taken)
+        fill = rows - len(taken)
         return {
             "prompts": [s["prompt"] for s in taken] + [p for row in rollout.prompts for p in row][:fill],
             "actions": [s["actions"] for s in taken] + [a for row in rollout.actions for a in row][:fill],
@@ -791,12 +800,12 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 ]
             ),
             "logprobs": torch.cat([proximal, rollout.logprobs.flatten()[:fill]]),
-            "values": torch.zeros(capacity),
+            "values": torch.zeros(rows),
             "advantages": torch.cat(
                 [torch.tensor([s["advantage"] for s in taken]) * weights, torch.zeros(fill)]
             ),
-            "returns": torch.zeros(capacity),
-            "mask": torch.arange(capacity) < len(taken),
+            "returns": torch.zeros(rows),
+            "mask": torch.arange(rows) < len(taken),
         }
 
     def _play(self, steps: int) -> _Rollout:
@@ -916,9 +925,12 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return values, next_state_values(values, next_values, bootstrap, done)
 
     def _minibatches(self, transitions: dict[str, Any]) -> list[dict[str, Any]]:
-        """``num_ppo_epochs`` shuffled passes over the transitions, in minibatches of
-        ``per_device_train_batch_size`` (lists of texts are indexed as lists, tensors as tensors)."""
-        size, count = self.args.per_device_train_batch_size, len(transitions["prompts"])
+        """``num_ppo_epochs`` shuffled passes over the transitions, each in the rollout's number of minibatches
+        (``num_envs * rollout_steps / per_device_train_batch_size``): of ``per_device_train_batch_size`` rows,
+        more when a group estimator's update holds more rows than a rollout (lists of texts are indexed as
+        lists, tensors as tensors)."""
+        args, count = self.args, len(transitions["prompts"])
+        size = count * args.per_device_train_batch_size // (args.num_envs * args.rollout_steps)
         minibatches = []
         for _ in range(self.args.num_ppo_epochs):
             order = torch.randperm(count, generator=self.generator)

@@ -407,9 +407,14 @@ class EmbodiedPPOConfig(_BaseConfig):
         super().__post_init__()
 
     @property
+    def minibatches_per_epoch(self) -> int:
+        """Minibatches in one pass over a rollout's ``num_envs * rollout_steps`` transitions."""
+        return self.num_envs * self.rollout_steps // self.per_device_train_batch_size
+
+    @property
     def micro_steps_per_rollout(self) -> int:
         """Minibatches (forward + backward passes) per PPO iteration, all epochs included."""
-        return self.num_envs * self.rollout_steps * self.num_ppo_epochs // self.per_device_train_batch_size
+        return self.minibatches_per_epoch * self.num_ppo_epochs
 
     @property
     def critic_free(self) -> bool:

@@ -768,8 +768,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._metrics["rollout/episodes_in_groups"].append(float(episodes))
         rollout_rows = rollout.chosen.numel()
         taken = rounds.take(QUEUE_DRAIN_FACTOR * rollout_rows)
-        minibatches = rollout_rows // args.per_device_train_batch_size  # per epoch
-        rows = max(rollout_rows, math.ceil(len(taken) / minibatches) * minibatches)
+        # A multiple of the minibatches, at least the rollout's rows: the update's shape when the queue is short.
+        rows = max(
+            rollout_rows, math.ceil(len(taken) / args.minibatches_per_epoch) * args.minibatches_per_epoch
+        )
         iteration = self._iteration
         behaviour = torch.tensor([s["logprob"] for s in taken])
         proximal = behaviour.clone()
@@ -925,12 +927,11 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return values, next_state_values(values, next_values, bootstrap, done)
 
     def _minibatches(self, transitions: dict[str, Any]) -> list[dict[str, Any]]:
-        """``num_ppo_epochs`` shuffled passes over the transitions, each in the rollout's number of minibatches
-        (``num_envs * rollout_steps / per_device_train_batch_size``): of ``per_device_train_batch_size`` rows,
-        more when a group estimator's update holds more rows than a rollout (lists of texts are indexed as
-        lists, tensors as tensors)."""
-        args, count = self.args, len(transitions["prompts"])
-        size = count * args.per_device_train_batch_size // (args.num_envs * args.rollout_steps)
+        """``num_ppo_epochs`` shuffled passes over the transitions, each in ``minibatches_per_epoch``
+        minibatches: of ``per_device_train_batch_size`` rows, more when a group estimator's update holds more
+        rows than a rollout (lists of texts are indexed as lists, tensors as tensors)."""
+        count = len(transitions["prompts"])
+        size = count // self.args.minibatches_per_epoch
         minibatches = []
         for _ in range(self.args.num_ppo_epochs):
             order = torch.randperm(count, generator=self.generator)

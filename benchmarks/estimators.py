@@ -19,7 +19,8 @@ own, the report takes those runs (each record names its ``source``).
 Each (task, estimator, seed) writes ``benchmarks/results/estimators/<task>/<estimator>_seed<k>.json``
 (``<estimator>_history<n>_seed<k>.json`` with ``--history_length n``: prompts that carry the episode's last
 n actions, a row of its own; ``_rollout<n>`` with another rollout length); ``--report`` merges them into ``benchmarks/results/estimators.json`` and
-``estimators_<task>.png``.
+``estimators_<task>.png``. Records of a trainer version that a later change to the estimators superseded move
+to a folder named after its commit (``estimators/<task>/<commit>/``): kept, and left out of the report.
 
 ``--update_timing N`` measures what an estimator's update costs, controlled: each estimator trains N + 1
 PPO iterations and plays the rollout of one more from the same seed, one after the other in this run (the
@@ -122,6 +123,19 @@ def report() -> dict:
             rows[estimator]["env_steps_played"] = [
                 max(row.get("env_steps", 0) for row in r["history"]) for r in runs
             ]
+            # Group estimators: how many updates old the learned steps were (mean and max over updates).
+            # NaN: an update that had no rows to learn from.
+            lags = [
+                [
+                    row["rollout/policy_lag"]
+                    for row in r["history"]
+                    if np.isfinite(row.get("rollout/policy_lag", np.nan))
+                ]
+                for r in runs
+            ]
+            if any(lags):
+                rows[estimator]["policy_lag_mean"] = [float(np.mean(run)) if run else None for run in lags]
+                rows[estimator]["policy_lag_max"] = [max(run) if run else None for run in lags]
         for estimator, row in rows.items():
             gae = rows.get(baseline_row(records[estimator][0]))
             if estimator.startswith("gae") or gae is None:

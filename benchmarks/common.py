@@ -170,6 +170,39 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def greedy_trace(
+    model, env_id: str, history_length: int = 0, env_kwargs: dict | None = None, steps: int = 8
+) -> dict:
+    """The policy's first greedy episode on ``env_id`` (a fixed seed), its first ``steps`` decisions: the
+    action and its probability. It shows where greedy play loops (without history in the prompt the policy
+    has no memory: the same state brings the same argmax, a no-op's too)."""
+    import functools
+
+    from trl_embodied.envs.core import with_history
+    from trl_embodied.envs.registration import make_env
+    from trl_embodied.evaluation import play_episodes
+
+    env = functools.partial(make_env, env_id, **(env_kwargs or {}))
+    (episode,), _ = play_episodes(
+        model.scorer,
+        with_history(env, history_length) if history_length else env,
+        1,
+        greedy=True,
+        seed=10_000,
+        record_steps=True,
+        progress=False,
+    )
+    return {
+        "env": env_id,
+        "success": episode["success"],
+        "length": episode["length"],
+        "first_steps": [
+            {"action": step["valid_actions"][step["action"]], "probability": max(step["action_probs"])}
+            for step in episode["steps"][:steps]
+        ],
+    }
+
+
 def train_twosome(
     env_id: str,
     *,
@@ -194,7 +227,8 @@ def train_twosome(
     ``callbacks``: more ``TrainerCallback`` objects for the trainer.
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
-    the wall time, the device and the mean seconds per PPO iteration spent scoring, in the env and updating.
+    the wall time, the device, the mean seconds per PPO iteration spent scoring, in the env and updating, and
+    the final policy's :func:`greedy_trace`.
     """
     import torch
     from transformers import TrainerCallback
@@ -297,6 +331,10 @@ def train_twosome(
         else f"{platform.machine()} CPU ({torch.backends.cpu.get_cpu_capability()})",
         "code_version": code_version(),
         "peak_rss_mb": peak_rss_mb(),
+        # Where the final policy's greedy play goes (and loops, where it fails).
+        "greedy_trace": greedy_trace(
+            trainer.accelerator.unwrap_model(trainer.model), env_id, args.history_length, args.env_kwargs, 16
+        ),
     }
     return trainer, record
 

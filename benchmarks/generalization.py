@@ -22,32 +22,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import add_bf16_argument, train_twosome, warm_start, write_json
+from common import add_bf16_argument, greedy_trace, train_twosome, warm_start, write_json
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN_ENV = "trl_embodied/Household-FoodPreparation-v0"
-
-
-def greedy_trace(model, env_id: str, history_length: int = 0, steps: int = 8) -> dict:
-    """The trained policy's first greedy episode on ``env_id``, its first ``steps`` decisions: the action
-    and its probability. It shows where greedy play loops (without history in the prompt the policy has
-    no memory: the same state brings the same argmax)."""
-    from trl_embodied.envs.core import with_history
-    from trl_embodied.evaluation import play_episodes
-
-    env = with_history(env_id, history_length) if history_length else env_id
-    (episode,), _ = play_episodes(
-        model.scorer, env, 1, greedy=True, seed=10_000, record_steps=True, progress=False
-    )
-    return {
-        "env": env_id,
-        "success": episode["success"],
-        "length": episode["length"],
-        "first_steps": [
-            {"action": step["valid_actions"][step["action"]], "probability": max(step["action_probs"])}
-            for step in episode["steps"][:steps]
-        ],
-    }
 
 
 def main() -> None:
@@ -148,8 +126,9 @@ def main() -> None:
         "unseen_sampled": comparisons["sampled"],
         "unseen_greedy_no_repeat": comparisons["greedy_no_repeat"],
         "uniform_policy_success": uniform,
-        "greedy_traces": [
-            greedy_trace(model, env_id, args.history_length) for env_id in [TRAIN_ENV, *unseen]
+        "greedy_traces": [  # the training task's was taken when its training ended
+            record["greedy_trace"],
+            *(greedy_trace(model, env_id, args.history_length) for env_id in unseen),
         ],
         "history_length": args.history_length,
         "trained_beats_zero_shot_on": {mode: f"{n} of {len(unseen)}" for mode, n in wins.items()},

@@ -21,11 +21,11 @@ OVERCOOKED = {
 HOUSEHOLD = {
     "trl_embodied/Household-FoodPreparation-v0": (10, 5, 6),
     "trl_embodied/Household-Entertainment-v0": (17, 5, 11),
-    "trl_embodied/Household-HeatCheese-v0": (14, 3, 8),
-    "trl_embodied/Household-HeatHamburger-v0": (12, 3, 8),
-    "trl_embodied/Household-StoreApplePie-v0": (12, 6, 6),
-    "trl_embodied/Household-WashPlate-v0": (13, 5, 7),
-    "trl_embodied/Household-DoLaundry-v0": (14, 5, 8),
+    "trl_embodied/Household-HeatCheese-v0": (13, 3, 8),
+    "trl_embodied/Household-HeatHamburger-v0": (11, 3, 8),
+    "trl_embodied/Household-StoreApplePie-v0": (11, 6, 6),
+    "trl_embodied/Household-WashPlate-v0": (12, 5, 7),
+    "trl_embodied/Household-DoLaundry-v0": (13, 5, 8),
 }
 # env id -> (vocabulary size, valid actions at the start, optimal steps)
 EXPECTED = {env_id: (n, n, optimal) for env_id, (n, optimal, _) in OVERCOOKED.items()} | HOUSEHOLD

@@ -1,5 +1,7 @@
 """Household mechanics: the action vocabulary, applicable actions, goals, prompts and tasks as data."""
 
+from dataclasses import replace
+
 import gymnasium
 import numpy as np
 import pytest
@@ -181,6 +183,34 @@ def test_a_task_of_ones_own_plays_and_the_planner_solves_it_optimally():
     assert texts[:3] == ["walk to the bedroom", "walk to the mug", "grab the mug"]
 
 
+def test_puts_lead_where_the_goal_wants_things_unless_the_task_names_more():
+    """The paper's vocabularies carry a put only toward the goal: the apple pie grabbed from the kitchen
+    table cannot go back on it, so a greedy policy cannot cycle between grabbing and putting it back."""
+    env = HouseholdEnv("StoreApplePie")
+    env.reset(seed=0)
+    assert [text for text in env.action_texts if text.startswith("put")] == [
+        "put the apple pie in the fridge"
+    ]
+    act(env, "walk to the apple pie")
+    _, *_, info = act(env, "grab the apple pie")
+    assert env.state.close_to == "kitchen table" and not any(
+        a.startswith("put") for a in info["valid_actions"]
+    )
+    env.reset(seed=0)
+    assert len(env.plan()) == 6
+    wider = HouseholdEnv(
+        task=replace(
+            TASKS["StoreApplePie"],
+            puts=(("apple pie", "kitchen table"), ("apple pie", "fridge")),
+        )
+    )
+    wider.reset(seed=0)
+    act(wider, "walk to the apple pie")
+    _, *_, info = act(wider, "grab the apple pie")
+    assert "put the apple pie on the kitchen table" in info["valid_actions"]
+    assert wider.action_space.n == env.action_space.n + 1
+
+
 def test_a_task_of_ones_own_registers_under_its_own_id():
     env_id = register_household_task(MAKE_TEA)
     assert env_id == "trl_embodied/Household-MakeTea-v0"
@@ -204,11 +234,12 @@ def test_a_task_of_ones_own_registers_under_its_own_id():
         (dict(goal_predicates=(("on", "mug"),)), "goal predicate"),
         (dict(goal_predicates=(("on", "spoon", "kitchen table"),)), "names 'spoon'"),
         (dict(initially_open=frozenset({"faucet"})), "no openable furniture"),
+        (dict(puts=(("mug", "faucet"),)), "puts names \\('mug', 'faucet'\\)"),
+        (dict(puts=(("spoon", "kitchen table"),)), "puts names"),
+        (dict(goal_predicates=(("on", "mug", "faucet"),)), "a container or surface"),
     ],
 )
 def test_a_malformed_task_is_refused_with_the_fix(change, message):
-    from dataclasses import replace
-
     with pytest.raises(ValueError, match=message):
         HouseholdEnv(task=replace(MAKE_TEA, **change))
 

@@ -16,7 +16,8 @@ preconditions hold:
                                         inside a closed container (not while sitting)
 ``grab the <object>``                   within reach (close to it, to what holds it, or to the
                                         objects it lies with), not held, with a free hand
-``put the <object> in/on the <thing>``  holding it, next to an open container or a surface
+``put the <object> in/on the <thing>``  holding it, next to an open container or a surface; only
+                                        where the goal wants it (``HouseholdTask.puts``)
 ``open / close the <thing>``            next to it while it is closed / open
 ``switch on / off the <thing>``         next to it while it is off / on
 ``sit on / stand up from the <thing>``  next to it / sitting on it
@@ -95,6 +96,10 @@ class HouseholdTask:
             ``agent_in(room)``, ``sitting_on(thing)``.
         start_room: where the agent starts.
         initially_open, initially_on: furniture open / switched on at the start.
+        puts: the ``(item, receptacle)`` pairs the vocabulary has a put action for. ``None`` (default):
+            the pairs the goal names (its ``inside`` / ``on`` predicates), as in the paper's vocabularies,
+            whose puts all lead toward the goal (Food Preparation has one: the pancake in the microwave).
+            Name more pairs for a task that needs a thing set down on the way.
     """
 
     name: str
@@ -105,10 +110,18 @@ class HouseholdTask:
     start_room: str = "kitchen"
     initially_open: frozenset[str] = field(default_factory=frozenset)
     initially_on: frozenset[str] = field(default_factory=frozenset)
+    puts: tuple[tuple[str, str], ...] | None = None
 
     @property
     def objects(self) -> tuple[str, ...]:
         return (*self.items, *self.furniture)
+
+    @property
+    def put_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The ``(item, receptacle)`` pairs with a put action (see ``puts``)."""
+        if self.puts is not None:
+            return tuple(self.puts)
+        return tuple((args[0], args[1]) for name, *args in self.goal_predicates if name in ("inside", "on"))
 
 
 #: The paper's two training tasks, then the unseen ones (new objects and goals in the same home).
@@ -299,6 +312,17 @@ class HouseholdEnv(TextEnv[HomeState]):
                 raise fail(
                     f"item {item!r} starts at {where!r}, which holds nothing; use a room or a receptacle."
                 )
+        for pair in task.puts or ():
+            if (
+                len(pair) != 2
+                or pair[0] not in task.items
+                or pair[1] not in task.furniture
+                or not FURNITURE[pair[1]].receptacle
+            ):
+                raise fail(
+                    f"puts names {pair!r}; each entry is (item, receptacle) with an item of the task and "
+                    "a container or surface among its furniture."
+                )
         if task.start_room not in ROOMS:
             raise fail(f"start_room={task.start_room!r}; choose one of {ROOMS}.")
         for field_name, affordance in (("initially_open", "openable"), ("initially_on", "switchable")):
@@ -319,6 +343,15 @@ class HouseholdEnv(TextEnv[HomeState]):
             for arg in args:
                 if arg not in task.objects and arg not in ROOMS:
                     raise fail(f"goal predicate {predicate!r} names {arg!r}, which is no object of the task.")
+            if name in ("inside", "on") and (
+                args[0] not in task.items
+                or args[1] not in task.furniture
+                or not FURNITURE[args[1]].receptacle
+            ):
+                raise fail(
+                    f"goal predicate {predicate!r}: {name} takes an item of the task, then a container or "
+                    "surface among its furniture."
+                )
 
     @staticmethod
     def _action_grammar(task: HouseholdTask) -> list[tuple[str, ...]]:
@@ -326,8 +359,9 @@ class HouseholdEnv(TextEnv[HomeState]):
         actions: list[tuple[str, ...]] = [("walk", room) for room in ROOMS]
         actions += [("walk", obj) for obj in task.objects]
         actions += [("grab", item) for item in task.items]
+        puts = set(task.put_pairs)
         for item in task.items:
-            actions += [("put", item, f) for f in task.furniture if FURNITURE[f].receptacle]
+            actions += [("put", item, f) for f in task.furniture if (item, f) in puts]
         for f in task.furniture:
             kind = FURNITURE[f]
             if kind.openable:

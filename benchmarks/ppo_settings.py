@@ -54,6 +54,9 @@ VARIANTS = {
     "four_epochs_low_entropy": {"num_ppo_epochs": 4, "ent_coef": 0.001},
     "one_epoch_actor_lr_3e-3": {"num_ppo_epochs": 1, "learning_rate": 3e-3},
     "one_epoch_constant_lr": {"num_ppo_epochs": 1, "lr_scheduler_type": "constant"},
+    # Advantages not centred and scaled per rollout: in a rollout without reward the raw advantages are all
+    # negative (the value head expected more), which centring erases, leaving value-head noise at unit scale.
+    "four_epochs_raw_advantages": {"num_ppo_epochs": 4, "normalize_advantages": False},
     # For a larger base model than the default: with 1e-3, Gemma 3 270M collapsed to one action.
     "four_epochs_actor_lr_2e-4": {"num_ppo_epochs": 4, "learning_rate": 2e-4},
 }

@@ -74,7 +74,11 @@ class EmbodiedPPOConfig(_BaseConfig):
         num_ppo_epochs (`int`, defaults to 4): passes over each rollout. The paper takes 1; on the 135M default
             model one pass barely moves the policy (approximate KL ~1e-4), and 4 (TRL's and CleanRL's default)
             solved Tomato-Lettuce Salad where 1 did not (``benchmarks/ppo_settings.py``).
-        normalize_advantages (`bool`, defaults to True): normalize advantages over the global batch.
+        normalize_advantages (`bool`, defaults to True): normalize advantages over the global batch (zero mean,
+            unit std). A rollout without any reward then loses what it has to teach (its advantages are
+            negative on the whole; centring removes that and scales the value head's errors up): ``False``
+            kept a Food Preparation seed from collapsing onto an unrewarded cycle (benchmarks/README.md,
+            PPO settings).
         critic_learning_rate (`float`, defaults to 1e-3): the value head's learning rate (the actor's is
             ``learning_rate``).
         critic_backbone (`str`, defaults to ``"shared"``): ``"shared"`` (value gradients reach the LoRA

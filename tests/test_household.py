@@ -201,7 +201,7 @@ def test_puts_lead_where_the_goal_wants_things_unless_the_task_names_more():
     wider = HouseholdEnv(
         task=replace(
             TASKS["StoreApplePie"],
-            puts=(("apple pie", "kitchen table"), ("apple pie", "fridge")),
+            puts=[["apple pie", "kitchen table"], ["apple pie", "fridge"]],  # lists as from a config file
         )
     )
     wider.reset(seed=0)

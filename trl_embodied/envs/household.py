@@ -120,7 +120,7 @@ class HouseholdTask:
     def put_pairs(self) -> tuple[tuple[str, str], ...]:
         """The ``(item, receptacle)`` pairs with a put action (see ``puts``)."""
         if self.puts is not None:
-            return tuple(self.puts)
+            return tuple(tuple(pair) for pair in self.puts)  # lists of lists too
         return tuple((args[0], args[1]) for name, *args in self.goal_predicates if name in ("inside", "on"))
 
 

@@ -291,6 +291,10 @@ class HouseholdEnv(TextEnv[HomeState]):
         def fail(problem: str) -> ValueError:
             return ValueError(f"household task {task.name!r}: {problem}")
 
+        def can_hold(item: str, furniture: str) -> bool:
+            """``item`` is the task's, and ``furniture`` a container or surface of the task to put it in / on."""
+            return item in task.items and furniture in task.furniture and FURNITURE[furniture].receptacle
+
         for name in task.furniture:
             if name not in FURNITURE:
                 raise fail(f"unknown furniture {name!r}; known: {sorted(FURNITURE)}.")
@@ -313,12 +317,7 @@ class HouseholdEnv(TextEnv[HomeState]):
                     f"item {item!r} starts at {where!r}, which holds nothing; use a room or a receptacle."
                 )
         for pair in task.puts or ():
-            if (
-                len(pair) != 2
-                or pair[0] not in task.items
-                or pair[1] not in task.furniture
-                or not FURNITURE[pair[1]].receptacle
-            ):
+            if len(pair) != 2 or not can_hold(*pair):
                 raise fail(
                     f"puts names {pair!r}; each entry is (item, receptacle) with an item of the task and "
                     "a container or surface among its furniture."
@@ -343,11 +342,7 @@ class HouseholdEnv(TextEnv[HomeState]):
             for arg in args:
                 if arg not in task.objects and arg not in ROOMS:
                     raise fail(f"goal predicate {predicate!r} names {arg!r}, which is no object of the task.")
-            if name in ("inside", "on") and (
-                args[0] not in task.items
-                or args[1] not in task.furniture
-                or not FURNITURE[args[1]].receptacle
-            ):
+            if name in ("inside", "on") and not can_hold(*args):
                 raise fail(
                     f"goal predicate {predicate!r}: {name} takes an item of the task, then a container or "
                     "surface among its furniture."

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import add_bf16_argument, greedy_trace, train_twosome, warm_start, write_json
+from common import EVAL_SEED, add_bf16_argument, greedy_trace, train_twosome, warm_start, write_json
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN_ENV = "trl_embodied/Household-FoodPreparation-v0"
@@ -91,7 +91,7 @@ def main() -> None:
     comparisons, wins, tables, uniform = {}, {}, [], {}
     for mode, play in PLAY_MODES.items():
         rows = compare_zero_shot(
-            model, unseen, args.episodes, seed=10_000, history_length=args.history_length, **play
+            model, unseen, args.episodes, seed=EVAL_SEED, history_length=args.history_length, **play
         )
         wins[mode] = sum(row["trained"].success_rate > row["zero_shot"].success_rate for row in rows)
         comparisons[mode] = [
@@ -103,8 +103,8 @@ def main() -> None:
                 UNIFORM,
                 env_id,
                 args.episodes,
-                seed=10_000,
-                generator=torch.Generator().manual_seed(10_000),
+                seed=EVAL_SEED,
+                generator=torch.Generator().manual_seed(EVAL_SEED),
                 **play,
             ).success_rate
             for env_id in unseen

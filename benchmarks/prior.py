@@ -17,8 +17,8 @@ import argparse
 import time
 from pathlib import Path
 
-from common import write_json
-from sample_efficiency import EVAL_SEED, TASKS
+from common import EVAL_SEED, write_json
+from sample_efficiency import TASKS
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_MODEL = "smollm2_135m_instruct"  # the embedded default's label

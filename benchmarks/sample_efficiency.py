@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 from common import (
+    EVAL_SEED,
     TARGET,
     TARGET_BY_ENV_FAMILY,
     add_bf16_argument,
@@ -95,7 +96,6 @@ TASK_ENV_KWARGS = {
 #: elsewhere; one sequence per state) took 19.7 GB and was killed for memory on a 24 GB machine; 8 states of
 #: 50 actions take ~6 GB (benchmarks/README.md, large action sets).
 TASK_TRAINER_SETTINGS = {"scienceworld_find_non_living_thing": {"per_device_train_batch_size": 8}}
-EVAL_SEED = 10_000  # evaluation episodes play seeds the training never resets to
 #: Records of TWOSOME with the Overcooked slots' earlier texts (only serve and chop followed the state).
 TEXT_ONLY_VARIANT = "_static_slot_texts"
 #: Variants that change only what the LLM reads (its prompt), not what PPO-MLP sees: their TWOSOME rows are

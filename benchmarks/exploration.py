@@ -17,7 +17,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 from common import write_json
 from sample_efficiency import TASK_ENV_KWARGS, TASKS
 
@@ -35,20 +34,25 @@ TWOSOME_BUDGET = {
 
 def uniform_episodes(env_id: str, episodes: int, seed: int, **env_kwargs) -> dict:
     """Play ``episodes`` episodes choosing uniformly among the valid actions; count successes and steps."""
-    from trl_embodied import make_env
+    import torch
 
-    env = make_env(env_id, **env_kwargs)
-    rng = np.random.default_rng(seed)
-    successes, steps = 0, 0
-    for episode in range(episodes):
-        _, info = env.reset(seed=seed + episode)
-        done = False
-        while not done:
-            _, _, terminated, truncated, info = env.step(int(rng.integers(len(info["valid_actions"]))))
-            steps += 1
-            done = terminated or truncated
-        successes += bool(info["success"])
-    return {"episodes": episodes, "successes": successes, "env_steps": steps}
+    from trl_embodied.evaluation import UNIFORM, play_episodes
+
+    records, _ = play_episodes(
+        UNIFORM,
+        env_id,
+        episodes,
+        greedy=False,
+        seed=seed,
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+        env_kwargs=env_kwargs,
+    )
+    return {
+        "episodes": episodes,
+        "successes": sum(r["success"] for r in records),
+        "env_steps": sum(r["length"] for r in records),
+    }
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ prior never finds the sparse reward on its own.
 Writes benchmarks/results/generalization.json (``generalization_warm_start.json`` with ``--warm_start``,
 a ``_<n>_epochs`` suffix (``_1_epoch`` for one) with ``--num_ppo_epochs n`` other than the trainer's
 default, ``_history<n>`` with ``--history_length n`` (prompts that carry the last n actions, in training
-and on the unseen tasks), ``_seed<k>`` for a seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
+and on the unseen tasks), ``_raw_advantages`` with ``--raw_advantages``, ``_seed<k>`` for a seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
 before four epochs became the default.
 """
 
@@ -68,9 +68,19 @@ def main() -> None:
         default=EmbodiedPPOConfig.num_ppo_epochs,
         help="PPO passes over each rollout (see benchmarks/ppo_settings.py).",
     )
+    parser.add_argument(
+        "--raw_advantages",
+        action="store_true",
+        help="Train on GAE's advantages as they are (normalize_advantages=False; see benchmarks/ppo_settings.py).",
+    )
     args = parser.parse_args()
 
-    overrides, sft_cost = {"num_ppo_epochs": args.num_ppo_epochs, "history_length": args.history_length}, None
+    overrides = {
+        "num_ppo_epochs": args.num_ppo_epochs,
+        "history_length": args.history_length,
+        "normalize_advantages": not args.raw_advantages,
+    }
+    sft_cost = None
     if args.warm_start:
         overrides["adapter_path"], sft_cost = warm_start(TRAIN_ENV, args.seed, 4, 10.0, 1e-3)
     trainer, record = train_twosome(
@@ -131,6 +141,7 @@ def main() -> None:
             *(greedy_trace(model, env_id, args.history_length) for env_id in unseen),
         ],
         "history_length": args.history_length,
+        "normalize_advantages": not args.raw_advantages,
         "trained_beats_zero_shot_on": {mode: f"{n} of {len(unseen)}" for mode, n in wins.items()},
         "episodes": args.episodes,
         "seed": args.seed,
@@ -140,6 +151,8 @@ def main() -> None:
         name += f"_{args.num_ppo_epochs}_epoch{'s' if args.num_ppo_epochs != 1 else ''}"
     if args.history_length:
         name += f"_history{args.history_length}"
+    if args.raw_advantages:
+        name += "_raw_advantages"
     if args.seed != 0:
         name += f"_seed{args.seed}"
     write_json(RESULTS / f"{name}.json", results, indent=1)

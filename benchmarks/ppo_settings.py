@@ -183,6 +183,12 @@ def main() -> None:
         help="Another base model (a Hub id, a local checkpoint folder or a .gguf file) instead of the embedded default; "
         "needs --run_name, which keeps its runs beside the default model's.",
     )
+    parser.add_argument(
+        "--checkpoint_dir",
+        type=Path,
+        help="Keep a checkpoint per PPO iteration under DIR/<task>/<variant>_seed<k>[_<run_name>]; the same "
+        "command then continues a stopped run where it was.",
+    )
     args = parser.parse_args()
     if args.model_name_or_path and not args.run_name:
         parser.error(
@@ -192,12 +198,15 @@ def main() -> None:
         report()
         return
     (RUNS / args.task).mkdir(parents=True, exist_ok=True)
+    suffix = f"_{args.run_name}" if args.run_name else ""
     for variant in args.variant:
         for seed in args.seed:
+            run = f"{variant}_seed{seed}{suffix}"
             _, record = train_twosome(
                 TASKS[args.task],
                 seed=seed,
                 model=args.model_name_or_path,
+                checkpoint_dir=args.checkpoint_dir / args.task / run if args.checkpoint_dir else None,
                 **learning_settings(args),
                 **VARIANTS[variant],
             )
@@ -209,8 +218,7 @@ def main() -> None:
                 total_env_steps=args.total_env_steps,
                 **({"run_name": args.run_name} if args.run_name else {}),
             )
-            suffix = f"_{args.run_name}" if args.run_name else ""
-            path = RUNS / args.task / f"{variant}_seed{seed}{suffix}.json"
+            path = RUNS / args.task / f"{run}.json"
             write_json(path, record, indent=1)
             print(
                 f"{args.task} {variant} seed {seed}: steps to {TARGET} greedy {record['steps_to_target']}, "

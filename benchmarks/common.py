@@ -215,6 +215,7 @@ def train_twosome(
     model: str | None = None,
     checkpoint_dir: str | Path | None = None,
     callbacks: Sequence[Any] = (),
+    task_rows: Sequence[dict] | None = None,
     **overrides: Any,
 ):
     """Train EmbodiedPPOTrainer on the default model (on the CUDA device when there is one, else the CPU),
@@ -226,6 +227,8 @@ def train_twosome(
     ``checkpoint_dir``: keep a checkpoint there after every PPO iteration and, when it already holds one,
     continue that run (the same call again resumes a run of hours that was stopped); ``None``: no checkpoints.
     ``callbacks``: more ``TrainerCallback`` objects for the trainer.
+    ``task_rows``: train on several tasks at once (the trainer's ``train_dataset``: env slot ``i`` plays row
+    ``i % len(rows)``); evaluation, the stop and the greedy trace stay on ``env_id``.
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
     the wall time, the device, the mean seconds per PPO iteration spent scoring, in the env and updating, and
@@ -284,7 +287,7 @@ def train_twosome(
 
     target = target_success(env_id)
     callbacks = [EvaluateEvery(), *callbacks] + ([StopAtSuccessCallback(target)] if stop_at_target else [])
-    trainer = EmbodiedPPOTrainer(model=model, args=args, callbacks=callbacks)
+    trainer = EmbodiedPPOTrainer(model=model, args=args, callbacks=callbacks, train_dataset=task_rows)
     start = time.perf_counter()
     resume = last_complete_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
     # train() starts a fresh log history: the evaluation before training is kept apart (on disk for a resume).
@@ -341,15 +344,15 @@ def train_twosome(
 
 
 def warm_start(
-    env_id: str,
+    env_id: str | Sequence[str],
     seed: int,
     demonstration_episodes: int,
     epochs: float,
     learning_rate: float,
     env_kwargs: dict | None = None,
 ) -> tuple[str, dict]:
-    """Clone ``env_id``'s planner demonstrations into a LoRA adapter on the default model (TRL's SFTTrainer);
-    return the adapter's folder and what it cost."""
+    """Clone ``env_id``'s planner demonstrations (``demonstration_episodes`` a task, when it names several) into
+    a LoRA adapter on the default model (TRL's SFTTrainer); return the adapter's folder and what it cost."""
     import torch
     from trl import SFTConfig
 
@@ -372,6 +375,7 @@ def warm_start(
     )
     trainer = main(arguments, sft_args)
     cost = {
+        "demonstrated_tasks": arguments.env_id,
         "demonstration_episodes": demonstration_episodes,
         "demonstration_steps": len(trainer.train_dataset),
         "sft_epochs": epochs,

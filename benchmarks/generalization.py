@@ -5,12 +5,17 @@ Target: the trained adapter's plain greedy play beats the base model's on most u
 
     python benchmarks/generalization.py [--total_env_steps 5120] [--episodes 10]
     python benchmarks/generalization.py --warm_start --total_env_steps 2048 [--num_ppo_epochs 1]
+    python benchmarks/generalization.py --train_tasks FoodPreparation Entertainment --warm_start Entertainment
 
-``--warm_start`` first clones Food Preparation's planner demonstrations into the adapter (TRL's
-SFTTrainer, as benchmarks/warm_start.py does), then runs PPO from it: the route for a base model whose
-prior never finds the sparse reward on its own.
+``--warm_start`` first clones the training tasks' planner demonstrations (4 episodes a task; or only
+those of the tasks it names) into the adapter (TRL's SFTTrainer, as benchmarks/warm_start.py does), then
+runs PPO from it: the route for a base model whose prior never finds the sparse reward on its own.
+``--train_tasks`` trains on both of the paper's household tasks at once (task rows: the environments
+alternate between them); evaluation during training and the stop stay on the first.
 
 Writes benchmarks/results/generalization.json (``generalization_warm_start.json`` with ``--warm_start``,
+``_warm_start_<tasks>`` when it names fewer than the training tasks, ``_tasks_<tasks>`` with
+``--train_tasks`` other than Food Preparation alone,
 a ``_<n>_epochs`` suffix (``_1_epoch`` for one) with ``--num_ppo_epochs n`` other than the trainer's
 default, ``_history<n>`` with ``--history_length n`` (prompts that carry the last n actions, in training
 and on the unseen tasks), ``_raw_advantages`` with ``--raw_advantages``, ``_seed<k>`` for a seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
@@ -25,14 +30,26 @@ from pathlib import Path
 from common import EVAL_SEED, add_bf16_argument, greedy_trace, train_twosome, warm_start, write_json
 
 RESULTS = Path(__file__).parent / "results"
-TRAIN_ENV = "trl_embodied/Household-FoodPreparation-v0"
+WARM_START_DEMONSTRATIONS = 4  # planner episodes a task
+
+
+def env_id(task: str) -> str:
+    return f"trl_embodied/Household-{task}-v0"
+
+
+def snake_case(tasks: list[str]) -> str:
+    """``["FoodPreparation", "Entertainment"]`` -> ``food_preparation_entertainment`` (file names)."""
+    return "_".join(
+        "".join("_" + c.lower() if c.isupper() else c for c in task).lstrip("_") for task in tasks
+    )
 
 
 def main() -> None:
     import torch
 
     from trl_embodied import EmbodiedPPOConfig
-    from trl_embodied.envs.household import UNSEEN_TASKS
+    from trl_embodied.envs.core import with_history
+    from trl_embodied.envs.household import TRAINING_TASKS, UNSEEN_TASKS
     from trl_embodied.evaluation import (
         PLAY_MODES,
         UNIFORM,
@@ -49,12 +66,22 @@ def main() -> None:
     parser.add_argument(
         "--stop_at_target",
         action="store_true",
-        help="Stop training once Food Preparation is solved greedily.",
+        help="Stop training once the first training task is solved greedily.",
+    )
+    parser.add_argument(
+        "--train_tasks",
+        nargs="+",
+        choices=TRAINING_TASKS,
+        default=["FoodPreparation"],
+        help="The household tasks PPO trains on (several: task rows); the first is evaluated during training.",
     )
     parser.add_argument(
         "--warm_start",
-        action="store_true",
-        help="SFT on planner demonstrations of Food Preparation (4 episodes, 10 epochs, lr 1e-3) before PPO.",
+        nargs="*",
+        choices=TRAINING_TASKS,
+        default=None,
+        help=f"SFT on planner demonstrations ({WARM_START_DEMONSTRATIONS} episodes a task, 10 epochs, lr 1e-3) "
+        "before PPO: of every training task, or of the tasks named.",
     )
     parser.add_argument(
         "--history_length",
@@ -74,6 +101,12 @@ def main() -> None:
         help="Train on GAE's advantages as they are (normalize_advantages=False; see benchmarks/ppo_settings.py).",
     )
     args = parser.parse_args()
+    warm_tasks = (args.warm_start or args.train_tasks) if args.warm_start is not None else []
+    if not set(warm_tasks) <= set(args.train_tasks):
+        parser.error(
+            f"--warm_start {' '.join(warm_tasks)}: name tasks of --train_tasks ({' '.join(args.train_tasks)})."
+        )
+    train_env = env_id(args.train_tasks[0])
 
     overrides = {
         "num_ppo_epochs": args.num_ppo_epochs,
@@ -81,20 +114,24 @@ def main() -> None:
         "normalize_advantages": not args.raw_advantages,
     }
     sft_cost = None
-    if args.warm_start:
-        overrides["adapter_path"], sft_cost = warm_start(TRAIN_ENV, args.seed, 4, 10.0, 1e-3)
+    if warm_tasks:
+        overrides["adapter_path"], sft_cost = warm_start(
+            [env_id(task) for task in warm_tasks], args.seed, WARM_START_DEMONSTRATIONS, 10.0, 1e-3
+        )
+    task_rows = [{"env_id": env_id(task)} for task in args.train_tasks] if len(args.train_tasks) > 1 else None
     trainer, record = train_twosome(
-        TRAIN_ENV,
+        train_env,
         total_env_steps=args.total_env_steps,
         eval_every=1024,
         eval_episodes=args.episodes,
         seed=args.seed,
         stop_at_target=args.stop_at_target,
         bf16=args.bf16,
+        task_rows=task_rows,
         **overrides,
     )
     model = trainer.accelerator.unwrap_model(trainer.model)
-    unseen = [f"trl_embodied/Household-{name}-v0" for name in UNSEEN_TASKS]
+    unseen = [env_id(name) for name in UNSEEN_TASKS]
     # Greedy play is the headline; sampled play (the policy as trained) and greedy play that never repeats
     # an action from a state (no_repeat) show transfer that a greedy loop hides.
     # The uniform policy played the same way is the control: what the way of playing finds without a model.
@@ -123,8 +160,20 @@ def main() -> None:
         tables.append(f"{mode} play:\n\n{format_comparison(rows)}\n\nuniform policy, success: {control}")
     table = "\n\n".join(tables)
     print(table)
+    # Training stopped on the first task's evaluation: the others' greedy success when it ended.
+    more_training_tasks = {
+        env_id(task): evaluate_policy(
+            model,
+            with_history(env_id(task), args.history_length) if args.history_length else env_id(task),
+            args.episodes,
+            seed=EVAL_SEED,
+        ).success_rate
+        for task in args.train_tasks[1:]
+    }
     results = {
-        "train_env": TRAIN_ENV,
+        "train_env": train_env,
+        "train_tasks": [env_id(task) for task in args.train_tasks],
+        "other_training_tasks_final_greedy_success": more_training_tasks,
         "train_env_steps": args.total_env_steps,
         "stopped_at_target": args.stop_at_target,
         "bf16": args.bf16,
@@ -136,9 +185,9 @@ def main() -> None:
         "unseen_sampled": comparisons["sampled"],
         "unseen_greedy_no_repeat": comparisons["greedy_no_repeat"],
         "uniform_policy_success": uniform,
-        "greedy_traces": [  # the training task's was taken when its training ended
+        "greedy_traces": [  # the first training task's was taken when its training ended
             record["greedy_trace"],
-            *(greedy_trace(model, env_id, args.history_length) for env_id in unseen),
+            *(greedy_trace(model, env, args.history_length) for env in [*more_training_tasks, *unseen]),
         ],
         "history_length": args.history_length,
         "normalize_advantages": not args.raw_advantages,
@@ -146,7 +195,11 @@ def main() -> None:
         "episodes": args.episodes,
         "seed": args.seed,
     }
-    name = "generalization_warm_start" if args.warm_start else "generalization"
+    name = "generalization"
+    if args.train_tasks != ["FoodPreparation"]:
+        name += f"_tasks_{snake_case(args.train_tasks)}"
+    if warm_tasks:
+        name += "_warm_start" + (f"_{snake_case(warm_tasks)}" if warm_tasks != args.train_tasks else "")
     if args.num_ppo_epochs != EmbodiedPPOConfig.num_ppo_epochs:
         name += f"_{args.num_ppo_epochs}_epoch{'s' if args.num_ppo_epochs != 1 else ''}"
     if args.history_length:

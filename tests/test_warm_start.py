@@ -107,3 +107,34 @@ def test_the_suggested_ppo_recipe_suits_the_task(env_id, recipe):
     # The household recipe sets the paper's discount for those tasks (0.95), Overcooked's 0.99.
     assert ppo_recipe(env_id) == recipe
     assert (ROOT / recipe).is_file()
+
+
+def test_a_multi_task_warm_start_clones_every_task(tmp_path, tokenizer):
+    food_preparation = "trl_embodied/Household-FoodPreparation-v0"
+    sft_args = SFTConfig(
+        output_dir=str(tmp_path / "sft"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+    )
+    arguments = WarmStartArguments(env_id=[TOMATO_SALAD, food_preparation], demonstration_episodes=1)
+    trainer = main(arguments, sft_args, build_llama(len(tokenizer), seed=0), tokenizer)
+    expected = [
+        (row["prompt"], " " + row["action_text"])
+        for env_id in (TOMATO_SALAD, food_preparation)
+        for row in collect_trajectories("planner", env_id, 1, progress=False)
+    ]
+    assert len(trainer.train_dataset) == len(expected)
+    prompts = [tokenizer.decode(ids) for ids in trainer.train_dataset["input_ids"]]
+    for prompt, completion in expected:  # every demonstrated step of both tasks is among the SFT rows
+        assert any(prompt in text and completion.strip() in text for text in prompts), prompt
+
+
+def test_a_warm_start_without_a_task_is_refused():
+    with pytest.raises(ValueError, match="env_id is empty"):
+        WarmStartArguments(env_id=[])
+    assert WarmStartArguments(env_id=TOMATO_SALAD).env_id == [TOMATO_SALAD]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import datasets
 from transformers import set_seed
 from trl import SFTConfig, SFTTrainer, TrlParser
 
@@ -27,19 +28,28 @@ def ppo_recipe(env_id: str) -> str:
 class WarmStartArguments:
     """Where the demonstrations come from, and the model they train."""
 
-    env_id: str = field(
-        default="trl_embodied/Overcooked-TomatoSalad-v0", metadata={"help": "The task to demonstrate."}
+    env_id: list[str] = field(
+        default_factory=lambda: ["trl_embodied/Overcooked-TomatoSalad-v0"],
+        metadata={
+            "help": "The task to demonstrate, or several (a multi-task warm start: the adapter clones the "
+            "demonstrations of every task at once). A single id may be given as a string."
+        },
     )
     env_kwargs: dict | str | None = field(
         default=None,
-        metadata={"help": 'Keyword arguments for the env (JSON), e.g. {"randomize_items": true}.'},
+        metadata={"help": 'Keyword arguments for the env(s) (JSON), e.g. {"randomize_items": true}.'},
     )
-    demonstration_episodes: int = field(default=16, metadata={"help": "Planner episodes (seeds 0..N-1)."})
+    demonstration_episodes: int = field(
+        default=16, metadata={"help": "Planner episodes per task (seeds 0..N-1)."}
+    )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Base model id or path; None: the embedded SmolLM2-135M-Instruct."}
     )
 
     def __post_init__(self):
+        self.env_id = [self.env_id] if isinstance(self.env_id, str) else list(self.env_id)
+        if not self.env_id:
+            raise ValueError("env_id is empty; name at least one task to demonstrate.")
         self.env_kwargs = parse_dict_argument("env_kwargs", self.env_kwargs)
         if self.demonstration_episodes < 1:
             raise ValueError(
@@ -67,10 +77,16 @@ def main(args: WarmStartArguments, sft_args: SFTConfig, model=None, tokenizer=No
 
     ``model``/``tokenizer`` override ``args.model_name_or_path`` (tests pass tiny ones).
     """
-    demonstrations = collect_trajectories(
-        "planner", args.env_id, args.demonstration_episodes, env_kwargs=args.env_kwargs, progress=False
+    pairs = datasets.concatenate_datasets(
+        [
+            to_prompt_completion(
+                collect_trajectories(
+                    "planner", env_id, args.demonstration_episodes, env_kwargs=args.env_kwargs, progress=False
+                )
+            )
+            for env_id in args.env_id
+        ]
     )
-    pairs = to_prompt_completion(demonstrations)
     if model is None:
         model, tokenizer = load_base_model(args.model_name_or_path)
     set_seed(sft_args.seed)  # the new adapter's random init, so that a seed names one adapter
@@ -84,9 +100,14 @@ def main(args: WarmStartArguments, sft_args: SFTConfig, model=None, tokenizer=No
     trainer.train()
     trainer.save_model(sft_args.output_dir)
     if trainer.accelerator.is_main_process:
+        if len(args.env_id) == 1:
+            env_id = args.env_id[0]
+            next_step = f"accelerate launch {ppo_recipe(env_id)} --env_id {env_id} --adapter_path {sft_args.output_dir}"
+        else:  # the recipes take one task; several are the trainer's task rows
+            rows = [{"env_id": env_id} for env_id in args.env_id]
+            next_step = f"EmbodiedPPOTrainer(train_dataset={rows}, args=EmbodiedPPOConfig(adapter_path={sft_args.output_dir!r}, ...))"
         print(
-            f"{len(pairs)} demonstration steps from {args.demonstration_episodes} planner episodes of {args.env_id}; "
-            f"adapter saved to {sft_args.output_dir}. Continue with PPO:\n"
-            f"  accelerate launch {ppo_recipe(args.env_id)} --env_id {args.env_id} --adapter_path {sft_args.output_dir}"
+            f"{len(pairs)} demonstration steps from {args.demonstration_episodes} planner episodes of each of "
+            f"{', '.join(args.env_id)}; adapter saved to {sft_args.output_dir}. Continue with PPO:\n  {next_step}"
         )
     return trainer

@@ -26,6 +26,12 @@ def planner_logprob(model, tokenizer) -> float:
     return float(torch.stack([lp[a] for lp, a in zip(scores.logprobs, demo["action"], strict=True)]).mean())
 
 
+def sft_config(output_dir: Path, **overrides) -> SFTConfig:
+    """A quiet CPU SFT run that saves only at the end (``main`` writes the adapter itself)."""
+    settings = dict(save_strategy="no", report_to="none", use_cpu=True, bf16=False, disable_tqdm=True)
+    return SFTConfig(output_dir=str(output_dir), **{**settings, **overrides})
+
+
 @pytest.fixture
 def warm_start(tmp_path, tokenizer):
     """A tiny base model saved as a local checkpoint, and an SFT adapter trained on it."""
@@ -33,17 +39,8 @@ def warm_start(tmp_path, tokenizer):
     tokenizer.save_pretrained(tmp_path / "base")
     model = build_llama(len(tokenizer), seed=0)
     before = planner_logprob(model, tokenizer)
-    sft_args = SFTConfig(
-        output_dir=str(tmp_path / "sft"),
-        max_steps=20,
-        learning_rate=2e-2,
-        per_device_train_batch_size=6,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        disable_tqdm=True,
+    sft_args = sft_config(
+        tmp_path / "sft", max_steps=20, learning_rate=2e-2, per_device_train_batch_size=6, logging_steps=1
     )
     trainer = main(
         WarmStartArguments(env_id=TOMATO_SALAD, demonstration_episodes=1), sft_args, model, tokenizer
@@ -111,16 +108,7 @@ def test_the_suggested_ppo_recipe_suits_the_task(env_id, recipe):
 
 def test_a_multi_task_warm_start_clones_every_task(tmp_path, tokenizer):
     food_preparation = "trl_embodied/Household-FoodPreparation-v0"
-    sft_args = SFTConfig(
-        output_dir=str(tmp_path / "sft"),
-        max_steps=1,
-        per_device_train_batch_size=4,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        disable_tqdm=True,
-    )
+    sft_args = sft_config(tmp_path / "sft", max_steps=1, per_device_train_batch_size=4)
     arguments = WarmStartArguments(env_id=[TOMATO_SALAD, food_preparation], demonstration_episodes=1)
     trainer = main(arguments, sft_args, build_llama(len(tokenizer), seed=0), tokenizer)
     expected = [

@@ -100,6 +100,12 @@ def main() -> None:
         action="store_true",
         help="Train on GAE's advantages as they are (normalize_advantages=False; see benchmarks/ppo_settings.py).",
     )
+    parser.add_argument(
+        "--checkpoint_dir",
+        type=Path,
+        help="Keep a checkpoint per PPO iteration in DIR (one run's own folder); the same command then "
+        "continues a stopped run's training where it was.",
+    )
     args = parser.parse_args()
     warm_tasks = (args.warm_start or args.train_tasks) if args.warm_start is not None else []
     if not set(warm_tasks) <= set(args.train_tasks):
@@ -128,6 +134,7 @@ def main() -> None:
         stop_at_target=args.stop_at_target,
         bf16=args.bf16,
         task_rows=task_rows,
+        checkpoint_dir=args.checkpoint_dir,
         **overrides,
     )
     model = trainer.accelerator.unwrap_model(trainer.model)

@@ -13,13 +13,13 @@ runs PPO from it: the route for a base model whose prior never finds the sparse 
 ``--train_tasks`` trains on both of the paper's household tasks at once (task rows: the environments
 alternate between them); evaluation during training and the stop stay on the first.
 
-Writes benchmarks/results/generalization.json (``generalization_warm_start.json`` with ``--warm_start``,
-``_warm_start_<tasks>`` when it names fewer than the training tasks, ``_tasks_<tasks>`` with
-``--train_tasks`` other than Food Preparation alone,
-a ``_<n>_epochs`` suffix (``_1_epoch`` for one) with ``--num_ppo_epochs n`` other than the trainer's
-default, ``_history<n>`` with ``--history_length n`` (prompts that carry the last n actions, in training
-and on the unseen tasks), ``_raw_advantages`` with ``--raw_advantages``, ``_seed<k>`` for a seed other than 0) and prints the Markdown table. The one-epoch results (``..._1_epoch.json``) are from
-before four epochs became the default.
+Writes benchmarks/results/generalization[...].json and .md, and prints the Markdown table. The name's parts,
+in this order, say how the run differed from the defaults: ``_tasks_<tasks>`` (``--train_tasks`` other than
+Food Preparation alone), ``_warm_start`` (``--warm_start``; ``_warm_start_<tasks>`` when it names fewer
+than the training tasks), ``_<n>_epochs`` (``_1_epoch`` for one; ``--num_ppo_epochs n`` other than the
+trainer's default), ``_history<n>`` (``--history_length n``: prompts that carry the last n actions, in
+training and on the unseen tasks), ``_raw_advantages`` (``--raw_advantages``), ``_seed<k>`` (a seed other
+than 0). The one-epoch results (``..._1_epoch.json``) are from before four epochs became the default.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def main() -> None:
         "--checkpoint_dir",
         type=Path,
         help="Keep a checkpoint per PPO iteration in DIR (one run's own folder); the same command then "
-        "continues a stopped run's training where it was.",
+        "continues a stopped run's training where it was (a warm start's SFT runs again first, and the "
+        "checkpoint's adapter replaces what it made).",
     )
     args = parser.parse_args()
     warm_tasks = (args.warm_start or args.train_tasks) if args.warm_start is not None else []

@@ -97,3 +97,18 @@ def test_the_trainer_and_the_mlp_baseline_run_on_babyai(tmp_path, tokenizer):
         progress=False,
     )
     assert history[-1]["env_steps"] >= 256 and "eval_success_rate" in history[-1]
+
+
+def test_level_generation_retries_are_not_printed(capsys):
+    import gymnasium
+
+    seeds = range(20)
+    raw = gymnasium.make("BabyAI-GoToLocal-v0")
+    for seed in seeds:
+        raw.reset(seed=seed)
+    assert "Sampling rejected" in capsys.readouterr().out  # minigrid itself prints its retries
+    env = make_env("trl_embodied/BabyAI-GoToLocal-v0")
+    for seed in seeds:
+        prompt, info = env.reset(seed=seed)
+        assert prompt and len(info["valid_actions"]) == len(ACTIONS)
+    assert capsys.readouterr().out == ""

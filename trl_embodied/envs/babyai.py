@@ -16,6 +16,8 @@ Needs the ``textenvs`` extra (``minigrid``). Ids: ``trl_embodied/BabyAI-<Level>-
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import gymnasium
@@ -95,6 +97,12 @@ class _BabyAIObservation(gymnasium.ObservationWrapper):
             0.0, 1.0, shape=(VIEW * VIEW * 3 + 4,), dtype=np.float32
         )
         self.last_image: np.ndarray | None = None
+
+    def reset(self, **kwargs: Any):
+        # Level generation retries a layout whose objects it cannot place and prints every retry ("Sampling
+        # rejected: ..."); a normal part of making a level, not a message for the user, so it is kept quiet.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return super().reset(**kwargs)
 
     def observation(self, observation: dict[str, Any]) -> np.ndarray:
         self.last_image = observation["image"]

@@ -25,6 +25,7 @@ than 0). The one-epoch results (``..._1_epoch.json``) are from before four epoch
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from common import EVAL_SEED, add_bf16_argument, greedy_trace, train_twosome, warm_start, write_json
@@ -57,6 +58,7 @@ def main() -> None:
         evaluate_policy,
         format_comparison,
     )
+    from trl_embodied.trainer.embodied_ppo_trainer import last_complete_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total_env_steps", type=int, default=5120)
@@ -104,8 +106,8 @@ def main() -> None:
         "--checkpoint_dir",
         type=Path,
         help="Keep a checkpoint per PPO iteration in DIR (one run's own folder); the same command then "
-        "continues a stopped run's training where it was (a warm start's SFT runs again first, and the "
-        "checkpoint's adapter replaces what it made).",
+        "continues a stopped run's training where it was (from its checkpoint's adapter: a warm start's SFT "
+        "is not repeated).",
     )
     args = parser.parse_args()
     warm_tasks = (args.warm_start or args.train_tasks) if args.warm_start is not None else []
@@ -122,9 +124,18 @@ def main() -> None:
     }
     sft_cost = None
     if warm_tasks:
-        overrides["adapter_path"], sft_cost = warm_start(
-            [env_id(task) for task in warm_tasks], args.seed, WARM_START_DEMONSTRATIONS, 10.0, 1e-3
+        sft_file = args.checkpoint_dir / "warm_start_sft.json" if args.checkpoint_dir else None
+        resuming = (
+            sft_file is not None and sft_file.is_file() and last_complete_checkpoint(args.checkpoint_dir)
         )
+        if resuming:  # the checkpoint holds the adapter that SFT began
+            sft_cost = json.loads(sft_file.read_text())
+        else:
+            overrides["adapter_path"], sft_cost = warm_start(
+                [env_id(task) for task in warm_tasks], args.seed, WARM_START_DEMONSTRATIONS, 10.0, 1e-3
+            )
+            if sft_file is not None:
+                write_json(sft_file, sft_cost)
     task_rows = [{"env_id": env_id(task)} for task in args.train_tasks] if len(args.train_tasks) > 1 else None
     trainer, record = train_twosome(
         train_env,

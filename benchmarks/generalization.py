@@ -29,20 +29,19 @@ import json
 from pathlib import Path
 
 from common import EVAL_SEED, add_bf16_argument, greedy_trace, train_twosome, warm_start, write_json
+from sample_efficiency import TASKS
 
 RESULTS = Path(__file__).parent / "results"
 WARM_START_DEMONSTRATIONS = 4  # planner episodes a task
 
 
-def env_id(task: str) -> str:
-    return f"trl_embodied/Household-{task}-v0"
+def file_label(tasks: list[str]) -> str:
+    """The training tasks as a record name's part, in the benchmarks' task names:
+    ``["FoodPreparation", "Entertainment"]`` -> ``food_preparation_entertainment``."""
+    from trl_embodied.envs.household import household_env_id
 
-
-def snake_case(tasks: list[str]) -> str:
-    """``["FoodPreparation", "Entertainment"]`` -> ``food_preparation_entertainment`` (file names)."""
-    return "_".join(
-        "".join("_" + c.lower() if c.isupper() else c for c in task).lstrip("_") for task in tasks
-    )
+    name_of = {env: name for name, env in TASKS.items()}
+    return "_".join(name_of[household_env_id(task)] for task in tasks)
 
 
 def main() -> None:
@@ -50,7 +49,7 @@ def main() -> None:
 
     from trl_embodied import EmbodiedPPOConfig
     from trl_embodied.envs.core import with_history
-    from trl_embodied.envs.household import TRAINING_TASKS, UNSEEN_TASKS
+    from trl_embodied.envs.household import TRAINING_TASKS, UNSEEN_TASKS, household_env_id
     from trl_embodied.evaluation import (
         PLAY_MODES,
         UNIFORM,
@@ -115,7 +114,7 @@ def main() -> None:
         parser.error(
             f"--warm_start {' '.join(warm_tasks)}: name tasks of --train_tasks ({' '.join(args.train_tasks)})."
         )
-    train_env = env_id(args.train_tasks[0])
+    train_env = household_env_id(args.train_tasks[0])
 
     overrides = {
         "num_ppo_epochs": args.num_ppo_epochs,
@@ -132,11 +131,19 @@ def main() -> None:
             sft_cost = json.loads(sft_file.read_text())
         else:
             overrides["adapter_path"], sft_cost = warm_start(
-                [env_id(task) for task in warm_tasks], args.seed, WARM_START_DEMONSTRATIONS, 10.0, 1e-3
+                [household_env_id(task) for task in warm_tasks],
+                args.seed,
+                WARM_START_DEMONSTRATIONS,
+                10.0,
+                1e-3,
             )
             if sft_file is not None:
                 write_json(sft_file, sft_cost)
-    task_rows = [{"env_id": env_id(task)} for task in args.train_tasks] if len(args.train_tasks) > 1 else None
+    task_rows = (
+        [{"env_id": household_env_id(task)} for task in args.train_tasks]
+        if len(args.train_tasks) > 1
+        else None
+    )
     trainer, record = train_twosome(
         train_env,
         total_env_steps=args.total_env_steps,
@@ -150,7 +157,7 @@ def main() -> None:
         **overrides,
     )
     model = trainer.accelerator.unwrap_model(trainer.model)
-    unseen = [env_id(name) for name in UNSEEN_TASKS]
+    unseen = [household_env_id(name) for name in UNSEEN_TASKS]
     # Greedy play is the headline; sampled play (the policy as trained) and greedy play that never repeats
     # an action from a state (no_repeat) show transfer that a greedy loop hides.
     # The uniform policy played the same way is the control: what the way of playing finds without a model.
@@ -181,9 +188,11 @@ def main() -> None:
     print(table)
     # Training stopped on the first task's evaluation: the others' greedy success when it ended.
     more_training_tasks = {
-        env_id(task): evaluate_policy(
+        household_env_id(task): evaluate_policy(
             model,
-            with_history(env_id(task), args.history_length) if args.history_length else env_id(task),
+            with_history(household_env_id(task), args.history_length)
+            if args.history_length
+            else household_env_id(task),
             args.episodes,
             seed=EVAL_SEED,
         ).success_rate
@@ -191,7 +200,7 @@ def main() -> None:
     }
     results = {
         "train_env": train_env,
-        "train_tasks": [env_id(task) for task in args.train_tasks],
+        "train_tasks": [household_env_id(task) for task in args.train_tasks],
         "other_training_tasks_final_greedy_success": more_training_tasks,
         "train_env_steps": args.total_env_steps,
         "stopped_at_target": args.stop_at_target,
@@ -216,9 +225,9 @@ def main() -> None:
     }
     name = "generalization"
     if args.train_tasks != ["FoodPreparation"]:
-        name += f"_tasks_{snake_case(args.train_tasks)}"
+        name += f"_tasks_{file_label(args.train_tasks)}"
     if warm_tasks:
-        name += "_warm_start" + (f"_{snake_case(warm_tasks)}" if warm_tasks != args.train_tasks else "")
+        name += "_warm_start" + (f"_{file_label(warm_tasks)}" if warm_tasks != args.train_tasks else "")
     if args.num_ppo_epochs != EmbodiedPPOConfig.num_ppo_epochs:
         name += f"_{args.num_ppo_epochs}_epoch{'s' if args.num_ppo_epochs != 1 else ''}"
     if args.history_length:

@@ -580,6 +580,11 @@ class HouseholdEnv(TextEnv[HomeState]):
         return np.asarray(features, dtype=np.float32)
 
 
+def household_env_id(name: str) -> str:
+    """The gymnasium id of the household task called ``name``: ``trl_embodied/Household-<name>-v0``."""
+    return f"trl_embodied/Household-{name}-v0"
+
+
 def register_household_task(task: HouseholdTask, env_id: str | None = None, **kwargs: Any) -> str:
     """Register a task of your own with gymnasium and return its id (by default
     ``trl_embodied/Household-<name>-v0``), so ``make_env``, ``gymnasium.make``, vector envs and the
@@ -591,7 +596,7 @@ def register_household_task(task: HouseholdTask, env_id: str | None = None, **kw
     import gymnasium
 
     HouseholdEnv._check_task(task)
-    env_id = env_id or f"trl_embodied/Household-{task.name}-v0"
+    env_id = env_id or household_env_id(task.name)
     wanted = {"task": task, **kwargs}
     if env_id in gymnasium.registry:
         spec = gymnasium.registry[env_id]

@@ -22,7 +22,7 @@ def _registry() -> dict[str, tuple[str, dict[str, Any]]]:
         for task in overcooked.TASKS
     }
     ids |= {
-        f"{NAMESPACE}/Household-{task}-v0": ("trl_embodied.envs.household:HouseholdEnv", {"task": task})
+        household.household_env_id(task): ("trl_embodied.envs.household:HouseholdEnv", {"task": task})
         for task in household.TASKS
     }
     return ids

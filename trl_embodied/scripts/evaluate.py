@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trl_embodied import EmbodiedActorCritic
-from trl_embodied.envs.household import UNSEEN_TASKS
+from trl_embodied.envs.household import UNSEEN_TASKS, household_env_id
 from trl_embodied.evaluation import PLAY_MODES, compare_zero_shot, format_comparison
 
-DEFAULT_TASKS = [f"trl_embodied/Household-{name}-v0" for name in UNSEEN_TASKS]
+DEFAULT_TASKS = [household_env_id(name) for name in UNSEEN_TASKS]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

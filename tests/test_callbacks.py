@@ -64,6 +64,17 @@ def test_tensorboard_writes_the_ppo_metrics_and_episode_tables(tmp_path, tokeniz
     assert table.startswith("| step | episode | t | observation | action |") and "the game |" in table
 
 
+def test_log_episodes_callback_plays_every_evaluation_task(tmp_path, tokenizer):
+    trainer = make_trainer(tmp_path, tokenizer, max_steps=1)
+    trainer.eval_envs = {"first": TwoChoiceEnv, "second": TwoChoiceEnv}
+    callback = LogEpisodesCallback(trainer, num_episodes=2, freq=1)
+    trainer.add_callback(callback)
+    trainer.train()
+    assert [row[1] for row in callback.table] == ["first", "first", "second", "second"]
+    table = (tmp_path / "run" / "episodes" / "step-1.md").read_text().splitlines()
+    assert table[0] == "| step | task | episode | t | observation | action | probability | reward |"
+
+
 def test_log_episodes_callback_writes_tables(tmp_path, tokenizer):
     trainer = make_trainer(tmp_path, tokenizer, max_steps=2)
     callback = LogEpisodesCallback(trainer, num_episodes=3, freq=1)

@@ -917,6 +917,63 @@ def test_task_rows_give_multi_task_slots(tmp_path, tokenizer):
     assert names == ["Overcooked-TomatoSalad-v0", "Household-FoodPreparation-v0"] * 2
 
 
+class AlwaysWinningEnv(TwoChoiceEnv):
+    """Two buttons, and both win: success 1 whatever the policy."""
+
+    def transition(self, state, action):
+        return super().transition(state, 0)
+
+
+def test_several_evaluation_tasks_are_logged_each_and_as_their_mean(tmp_path, tokenizer):
+    model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
+    eval_envs = {"choice": TwoChoiceEnv, "winning": AlwaysWinningEnv}
+    trainer = EmbodiedPPOTrainer(
+        model=model,
+        args=config(tmp_path, eval_episodes=6, eval_greedy=False),
+        env=TwoChoiceEnv,
+        eval_env=eval_envs,
+    )
+    metrics = trainer.evaluate()
+    assert metrics["eval_winning_success_rate"] == 1.0
+    assert 0.0 < metrics["eval_choice_success_rate"] < 1.0  # sampled from an untrained 50/50 policy
+    for key in ("success_rate", "return", "episode_length"):
+        both = (metrics[f"eval_choice_{key}"], metrics[f"eval_winning_{key}"])
+        assert metrics[f"eval_{key}"] == pytest.approx(sum(both) / 2)
+    assert trainer.eval_env is trainer.eval_envs and list(trainer.eval_envs) == ["choice", "winning"]
+
+
+def test_task_rows_are_evaluated_task_by_task(tmp_path, tokenizer):
+    rows = [
+        {"env_id": "Overcooked-TomatoSalad-v0"},
+        {"env_id": "Household-FoodPreparation-v0"},
+        {"env_id": "Overcooked-TomatoSalad-v0", "seed": 3},  # the same task again: evaluated once
+        {"env_id": "trl_embodied/Overcooked-TomatoSalad-v0", "env_kwargs": {"randomize_items": True}},
+    ]
+    model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
+    trainer = EmbodiedPPOTrainer(model=model, args=config(tmp_path, eval_episodes=1), train_dataset=rows)
+    assert list(trainer.eval_envs) == [
+        "Overcooked-TomatoSalad-v0",
+        "Household-FoodPreparation-v0",
+        "Overcooked-TomatoSalad-v0_3",  # another task of the same id: made unique by its row
+    ]
+    assert trainer.eval_envs["Overcooked-TomatoSalad-v0_3"]().unwrapped.randomize_items is True
+    metrics = trainer.evaluate()
+    for name in trainer.eval_envs:
+        assert f"eval_{name}_success_rate" in metrics
+    one_task = EmbodiedPPOTrainer(model=model, args=config(tmp_path), train_dataset=rows[:1])
+    assert not any(k.startswith("eval_Overcooked") for k in one_task.evaluate())  # a single task: no prefix
+
+
+def test_task_rows_with_one_name_for_two_tasks_are_refused(tmp_path, tokenizer):
+    rows = [
+        {"env_id": "Overcooked-TomatoSalad-v0", "name": "salad"},
+        {"env_id": "Overcooked-TomatoLettuceSalad-v0", "name": "salad"},
+    ]
+    model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
+    with pytest.raises(ValueError, match="task row 1 is named 'salad' like another task"):
+        EmbodiedPPOTrainer(model=model, args=config(tmp_path), train_dataset=rows)
+
+
 def test_evaluation_plays_the_training_env_kwargs(tmp_path, tokenizer):
     model = EmbodiedActorCritic(build_llama(len(tokenizer)), tokenizer, value_head_sizes=[16])
     args = config(tmp_path, env_id="Overcooked-TomatoSalad-v0", env_kwargs={"randomize_items": True})

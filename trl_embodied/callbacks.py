@@ -19,16 +19,18 @@ from trl_embodied.evaluation import play_episodes
 logger = logging.getLogger(__name__)
 
 EPISODE_COLUMNS = ["step", "episode", "t", "observation", "action", "probability", "reward"]
+#: The same with the task's name after the step: the columns of a trainer that evaluates several tasks.
+TASK_EPISODE_COLUMNS = ["step", "task", *EPISODE_COLUMNS[1:]]
 
 
-def episodes_markdown(rows: list[list[Any]]) -> str:
-    """A Markdown table of :data:`EPISODE_COLUMNS` rows (observations on one line, pipes escaped)."""
+def episodes_markdown(rows: list[list[Any]], columns: list[str] = EPISODE_COLUMNS) -> str:
+    """A Markdown table of ``columns`` rows (observations on one line, pipes escaped)."""
 
     def cell(value: Any) -> str:
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(EPISODE_COLUMNS) + " |", "|" + "---|" * len(EPISODE_COLUMNS)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -36,7 +38,8 @@ def episodes_markdown(rows: list[list[Any]]) -> str:
 class LogEpisodesCallback(TrainerCallback):
     r"""Play sample episodes with the current policy every ``freq`` steps and log them as text tables.
 
-    Each table row is one decision: the observation, the chosen action, its probability and the reward. The
+    Each table row is one decision: the observation, the chosen action, its probability and the reward; a
+    trainer that evaluates several tasks plays ``num_episodes`` of each, and its rows name the task. The
     table goes to every logger that takes tables (Weights & Biases as a ``wandb.Table``, TensorBoard as
     text) and to ``<output_dir>/episodes/step-<N>.md``.
 
@@ -46,8 +49,8 @@ class LogEpisodesCallback(TrainerCallback):
     ```
 
     Args:
-        trainer: the :class:`~trl_embodied.EmbodiedPPOTrainer` whose policy and ``eval_env`` are played.
-        num_episodes: episodes per log.
+        trainer: the :class:`~trl_embodied.EmbodiedPPOTrainer` whose policy and evaluation tasks are played.
+        num_episodes: episodes per log (per task).
         freq: optimizer steps between logs; by default the trainer's ``eval_steps``.
         greedy: play the argmax policy (else sample).
     """
@@ -62,6 +65,8 @@ class LogEpisodesCallback(TrainerCallback):
         self.freq = freq
         self.greedy = greedy
         self.table: list[list[Any]] = []  # every logged row so far, as TRL's callbacks keep theirs
+        several_tasks = len(trainer.eval_envs) > 1
+        self.columns = TASK_EPISODE_COLUMNS if several_tasks else EPISODE_COLUMNS
         self._last_logged_step = -1
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -72,30 +77,33 @@ class LogEpisodesCallback(TrainerCallback):
         if not self.trainer.accelerator.is_main_process:
             return
         trainer = self.trainer
-        records, _ = play_episodes(
-            trainer.current_policy(),
-            trainer.eval_env,
-            self.num_episodes,
-            greedy=self.greedy,
-            seed=args.seed + 20_000,
-            progress=False,
-            record_steps=True,
-        )
-        rows = [
-            [
-                state.global_step,
-                record["seed"],
-                t,
-                step["prompt"],
-                step["valid_actions"][step["action"]],
-                step["action_probs"][step["action"]],
-                step["reward"],
+        rows = []
+        for task, env in trainer.eval_envs.items():
+            records, _ = play_episodes(
+                trainer.current_policy(),
+                env,
+                self.num_episodes,
+                greedy=self.greedy,
+                seed=args.seed + 20_000,
+                progress=False,
+                record_steps=True,
+            )
+            rows += [
+                [
+                    state.global_step,
+                    *([task] if task else []),  # named where there are several tasks
+                    record["seed"],
+                    t,
+                    step["prompt"],
+                    step["valid_actions"][step["action"]],
+                    step["action_probs"][step["action"]],
+                    step["reward"],
+                ]
+                for record in records
+                for t, step in enumerate(record["steps"])
             ]
-            for record in records
-            for t, step in enumerate(record["steps"])
-        ]
         self.table += rows
-        markdown = episodes_markdown(rows)
+        markdown = episodes_markdown(rows, self.columns)
         folder = Path(args.output_dir) / "episodes"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"step-{state.global_step}.md").write_text(markdown + "\n")
@@ -107,7 +115,7 @@ class LogEpisodesCallback(TrainerCallback):
             import wandb
 
             if wandb.run is not None:
-                wandb.log({"episodes": wandb.Table(columns=EPISODE_COLUMNS, data=self.table)})
+                wandb.log({"episodes": wandb.Table(columns=self.columns, data=self.table)})
 
 
 class StopAtSuccessCallback(TrainerCallback):

@@ -33,7 +33,7 @@ import tempfile
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,6 +220,46 @@ class _Rollout:
         )
 
 
+@dataclass(frozen=True)
+class _TaskRow:
+    """One task row of ``train_dataset``, checked."""
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+    seed: int  # added to the slot's seed
+    name: str  # the task's name in evaluation metrics
+
+    def factory(self) -> Callable[[], gymnasium.Env]:
+        return functools.partial(make_env, self.env_id, **self.env_kwargs)
+
+
+def _task_rows(train_dataset) -> list[_TaskRow]:
+    """Check ``train_dataset``'s task rows and name each task: its ``name``, else the id's last part, made
+    unique by the row's index where two rows would share one."""
+    rows = list(train_dataset)
+    if not rows:
+        raise ValueError("train_dataset has no task rows; give at least one row with an 'env_id'.")
+    tasks: list[_TaskRow] = []
+    for index, row in enumerate(rows):
+        if "env_id" not in row:
+            raise ValueError(f"task row {index} has no 'env_id': {row!r}.")
+        kwargs = parse_dict_argument(f"task row {index} env_kwargs", row.get("env_kwargs") or None)
+        task, explicit = (row["env_id"], kwargs), row.get("name") or None
+        same = [t for t in tasks if (t.env_id, t.env_kwargs) == task and explicit in (None, t.name)]
+        if same:  # the same task again (a larger share of the slots): the same name
+            name = same[0].name
+        else:
+            name = explicit or row["env_id"].rsplit("/", 1)[-1]
+            if any(t.name == name for t in tasks):
+                if explicit:
+                    raise ValueError(
+                        f"task row {index} is named {name!r} like another task; give each task its own name."
+                    )
+                name = f"{name}_{index}"
+        tasks.append(_TaskRow(row["env_id"], kwargs, int(row.get("seed") or 0), name))
+    return tasks
+
+
 class _EnvSlot:
     """One environment and its running episode."""
 
@@ -292,10 +332,14 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             ``args.env_id`` with ``args.env_kwargs``. Environments follow trl_embodied's text-env contract.
         processing_class: the tokenizer (by default the one loaded with the model).
         peft_config: the LoRA adapter when the model is loaded by name (TWOSOME's default if omitted).
-        eval_env: what ``evaluate()`` plays (a gymnasium id or factory); by default ``args.env_id`` with
-            ``args.env_kwargs``.
+        eval_env: what ``evaluate()`` plays: a gymnasium id or factory, or a mapping ``{name: id or factory}``
+            of several tasks, each played ``eval_episodes`` times and logged as ``eval_<name>_success_rate``
+            (and so on) beside their mean, ``eval_success_rate``. By default ``args.env_id`` with
+            ``args.env_kwargs``, or with task rows every distinct task row.
         train_dataset: optional task rows for multi-task training, each with ``env_id`` and optionally
-            ``env_kwargs`` (dict or JSON) and ``seed``: env slot ``i`` plays row ``i % len(rows)``.
+            ``env_kwargs`` (dict or JSON), ``seed`` and ``name`` (its name in evaluation metrics; by default
+            the id's last part, e.g. ``Household-FoodPreparation-v0``): env slot ``i`` plays row
+            ``i % len(rows)``.
         callbacks, optimizers: as for ``transformers.Trainer``.
     """
 
@@ -387,23 +431,21 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         if hasattr(args, "activation_checkpointing"):
             args.activation_checkpointing = False
 
-        self.env_factories = self._env_factories(env, train_dataset, args)
-        # By default evaluation plays the training task with the same env_kwargs (a game file, an option).
-        self.eval_env = (
-            eval_env if eval_env is not None else functools.partial(make_env, args.env_id, **args.env_kwargs)
-        )
+        task_rows = None if train_dataset is None else _task_rows(train_dataset)
+        self.env_factories = self._env_factories(env, task_rows, args)
+        self.eval_envs = self._eval_envs(eval_env, task_rows, args)
         if args.history_length:  # training and evaluation prompts alike carry the past actions
             self.env_factories = [
                 (n, with_history(f, args.history_length), s) for n, f, s in self.env_factories
             ]
-            self.eval_env = with_history(self.eval_env, args.history_length)
+            self.eval_envs = {n: with_history(f, args.history_length) for n, f in self.eval_envs.items()}
         super().__init__(
             model=model,
             args=args,
             data_collator=_identity,
             train_dataset=list(range(args.micro_steps_per_rollout)),
-            # evaluate() plays eval_env; the Trainer only checks that something is there to evaluate.
-            eval_dataset=[self.eval_env],
+            # evaluate() plays eval_envs; the Trainer only checks that something is there to evaluate.
+            eval_dataset=list(self.eval_envs.values()),
             processing_class=processing_class,
             callbacks=callbacks,
             optimizers=optimizers,
@@ -444,27 +486,23 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._vllm_synced_step: int | None = None  # the optimizer step whose weights the engine holds
         self._states_scored = 0  # states run through the model since the cache was last emptied
 
+    @property
+    def eval_env(self) -> Any:
+        """What ``evaluate()`` plays: the one task's id or factory, or ``{name: id or factory}`` of several."""
+        return self.eval_envs[""] if list(self.eval_envs) == [""] else self.eval_envs
+
     # -- environments ----------------------------------------------------------------------------------
     @staticmethod
     def _env_factories(
-        env, train_dataset, args: EmbodiedPPOConfig
+        env, task_rows: list[_TaskRow] | None, args: EmbodiedPPOConfig
     ) -> list[tuple[str, Callable[[], gymnasium.Env], int]]:
         """One ``(name, factory, seed offset)`` per env slot."""
-        if env is not None and train_dataset is not None:
+        if env is not None and task_rows is not None:
             raise ValueError("pass either env or train_dataset (task rows), not both.")
-        if train_dataset is not None:
-            rows = list(train_dataset)
-            if not rows:
-                raise ValueError("train_dataset has no task rows; give at least one row with an 'env_id'.")
-            specs = []
-            for index, row in enumerate(rows):
-                if "env_id" not in row:
-                    raise ValueError(f"task row {index} has no 'env_id': {row!r}.")
-                kwargs = parse_dict_argument(f"task row {index} env_kwargs", row.get("env_kwargs") or None)
-                specs.append((row["env_id"], kwargs, int(row.get("seed") or 0)))
+        if task_rows is not None:
             return [
-                (name, lambda name=name, kwargs=kwargs: make_env(name, **kwargs), seed)
-                for name, kwargs, seed in (specs[i % len(specs)] for i in range(args.num_envs))
+                (row.env_id, row.factory(), row.seed)
+                for row in (task_rows[i % len(task_rows)] for i in range(args.num_envs))
             ]
         if env is None or isinstance(env, str):
             name = env or args.env_id
@@ -478,6 +516,23 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         return [
             (f"env[{i % len(factories)}]", factories[i % len(factories)], 0) for i in range(args.num_envs)
         ]
+
+    @staticmethod
+    def _eval_envs(eval_env, task_rows: list[_TaskRow] | None, args: EmbodiedPPOConfig) -> dict[str, Any]:
+        """What ``evaluate()`` plays, by name: one entry named ``""`` for a single task."""
+        if isinstance(eval_env, Mapping):
+            if not eval_env or not all(isinstance(k, str) and k for k in eval_env):
+                raise ValueError(
+                    f"eval_env as a mapping needs at least one entry and a non-empty name for each: {eval_env!r}."
+                )
+            return dict(eval_env)
+        if eval_env is not None:
+            return {"": eval_env}
+        if task_rows is not None:  # every distinct task the trainer trains on, in the rows' order
+            distinct = {row.name: row.factory() for row in task_rows}
+            return distinct if len(distinct) > 1 else {"": next(iter(distinct.values()))}
+        # The training task with the same env_kwargs (a game file, an option).
+        return {"": functools.partial(make_env, args.env_id, **args.env_kwargs)}
 
     def _make_slots(self, saved: list[dict[str, Any] | None] | None = None) -> list[_EnvSlot]:
         """Build every env slot and start its first episode, or continue the ``saved`` episodes (a
@@ -1126,19 +1181,30 @@ class EmbodiedPPOTrainer(_BaseTrainer):
     def evaluate(
         self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
     ) -> dict[str, float]:
-        """Play ``eval_episodes`` episodes of ``eval_env`` per process and log success rate and return."""
+        """Play ``eval_episodes`` episodes of each evaluation task per process and log success rate and return;
+        with several tasks, each task's metrics as ``<prefix>_<name>_*`` and their mean as ``<prefix>_*``."""
         rank = self.accelerator.process_index
-        result = evaluate_policy(
-            self.current_policy(),
-            self.eval_env,
-            self.args.eval_episodes,
-            greedy=self.args.eval_greedy,
-            no_repeat=self.args.eval_no_repeat,
-            seed=self.args.seed + 10_000 + rank * self.args.eval_episodes,
-            generator=torch.Generator().manual_seed(self.args.seed + rank),
-            progress=self.accelerator.is_main_process and not self.args.disable_tqdm,
-        )
-        local = result.metrics()
+        policy = self.current_policy()
+        local: dict[str, float] = {}
+        per_task = []
+        for name, env in self.eval_envs.items():
+            result = evaluate_policy(
+                policy,
+                env,
+                self.args.eval_episodes,
+                greedy=self.args.eval_greedy,
+                no_repeat=self.args.eval_no_repeat,
+                seed=self.args.seed + 10_000 + rank * self.args.eval_episodes,
+                generator=torch.Generator().manual_seed(self.args.seed + rank),
+                progress=self.accelerator.is_main_process and not self.args.disable_tqdm,
+            )
+            per_task.append(result.metrics())
+            if name:
+                local.update(result.metrics(prefix=f"{name}_"))
+        # The mean over tasks, each weighted alike (a key that some task lacks is averaged where present).
+        for key in {key for metrics in per_task for key in metrics}:
+            values = [metrics[key] for metrics in per_task if key in metrics]
+            local[key] = sum(values) / len(values)
         keys = sorted(local)
         gathered = self.accelerator.reduce(
             torch.tensor([local[k] for k in keys], dtype=torch.float64, device=self.accelerator.device),

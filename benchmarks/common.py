@@ -122,6 +122,17 @@ def add_learning_arguments(parser: argparse.ArgumentParser, total_env_steps: int
     parser.add_argument("--report", action="store_true", help="Only merge finished runs and plot.")
 
 
+def add_checkpoint_argument(parser: argparse.ArgumentParser, layout: str, more: str = "") -> None:
+    """``--checkpoint_dir``: a checkpoint per PPO iteration under ``layout`` (the run's folder in DIR), so that
+    the same command continues a stopped run."""
+    parser.add_argument(
+        "--checkpoint_dir",
+        type=Path,
+        help=f"Keep a checkpoint per PPO iteration under {layout}; the same command then continues a stopped "
+        f"run where it was{more}.",
+    )
+
+
 def learning_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The budget, evaluation and stop of :func:`add_learning_arguments`' command line, as
     :func:`train_twosome`'s keyword arguments (the seed is each run's own)."""
@@ -228,7 +239,8 @@ def train_twosome(
     continue that run (the same call again resumes a run of hours that was stopped); ``None``: no checkpoints.
     ``callbacks``: more ``TrainerCallback`` objects for the trainer.
     ``task_rows``: train on several tasks at once (the trainer's ``train_dataset``: env slot ``i`` plays row
-    ``i % len(rows)``); evaluation, the stop and the greedy trace stay on ``env_id``.
+    ``i % len(rows)``); evaluation plays each task (logged per task beside their mean, which the stop
+    reads), and the greedy trace stays on ``env_id``.
 
     Returns ``(trainer, record)``; ``record`` holds the log history (evaluation rows carry ``env_steps``),
     the wall time, the device, the mean seconds per PPO iteration spent scoring, in the env and updating, and
@@ -281,8 +293,13 @@ def train_twosome(
             )
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            per_task = [
+                f"{name} {metrics[f'eval_{name}_success_rate']:.2f}" for name in trainer.eval_envs if name
+            ]
             print(
-                f"  {trainer._env_steps} steps: greedy success {metrics['eval_success_rate']:.2f}", flush=True
+                f"  {trainer._env_steps} steps: greedy success {metrics['eval_success_rate']:.2f}"
+                + (f" ({', '.join(per_task)})" if per_task else ""),
+                flush=True,
             )
 
     target = target_success(env_id)

@@ -11,7 +11,8 @@ Target: the trained adapter's plain greedy play beats the base model's on most u
 those of the tasks it names) into the adapter (TRL's SFTTrainer, as benchmarks/warm_start.py does), then
 runs PPO from it: the route for a base model whose prior never finds the sparse reward on its own.
 ``--train_tasks`` trains on both of the paper's household tasks at once (task rows: the environments
-alternate between them); evaluation during training and the stop stay on the first.
+alternate between them); evaluation during training plays each (logged per task) and the stop waits for
+their mean greedy success to reach the target.
 
 Writes benchmarks/results/generalization[...].json and .md, and prints the Markdown table. The name's parts,
 in this order, say how the run differed from the defaults: ``_tasks_<tasks>`` (``--train_tasks`` other than
@@ -28,7 +29,15 @@ import argparse
 import json
 from pathlib import Path
 
-from common import EVAL_SEED, add_bf16_argument, greedy_trace, train_twosome, warm_start, write_json
+from common import (
+    EVAL_SEED,
+    add_bf16_argument,
+    add_checkpoint_argument,
+    greedy_trace,
+    train_twosome,
+    warm_start,
+    write_json,
+)
 from sample_efficiency import TASKS
 
 RESULTS = Path(__file__).parent / "results"
@@ -48,7 +57,6 @@ def main() -> None:
     import torch
 
     from trl_embodied import EmbodiedPPOConfig
-    from trl_embodied.envs.core import with_history
     from trl_embodied.envs.household import TRAINING_TASKS, UNSEEN_TASKS, household_env_id
     from trl_embodied.evaluation import (
         PLAY_MODES,
@@ -101,12 +109,10 @@ def main() -> None:
         action="store_true",
         help="Train on GAE's advantages as they are (normalize_advantages=False; see benchmarks/ppo_settings.py).",
     )
-    parser.add_argument(
-        "--checkpoint_dir",
-        type=Path,
-        help="Keep a checkpoint per PPO iteration in DIR (one run's own folder); the same command then "
-        "continues a stopped run's training where it was (from its checkpoint's adapter: a warm start's SFT "
-        "is not repeated).",
+    add_checkpoint_argument(
+        parser,
+        "DIR (one run's own folder)",
+        " (from its checkpoint's adapter: a warm start's SFT is not repeated)",
     )
     args = parser.parse_args()
     warm_tasks = (args.warm_start or args.train_tasks) if args.warm_start is not None else []
@@ -140,7 +146,7 @@ def main() -> None:
             if sft_file is not None:
                 write_json(sft_file, sft_cost)
     task_rows = (
-        [{"env_id": household_env_id(task)} for task in args.train_tasks]
+        [{"env_id": household_env_id(task), "name": task} for task in args.train_tasks]
         if len(args.train_tasks) > 1
         else None
     )
@@ -186,22 +192,17 @@ def main() -> None:
         tables.append(f"{mode} play:\n\n{format_comparison(rows)}\n\nuniform policy, success: {control}")
     table = "\n\n".join(tables)
     print(table)
-    # Training stopped on the first task's evaluation: the others' greedy success when it ended.
-    more_training_tasks = {
-        household_env_id(task): evaluate_policy(
-            model,
-            with_history(household_env_id(task), args.history_length)
-            if args.history_length
-            else household_env_id(task),
-            args.episodes,
-            seed=EVAL_SEED,
-        ).success_rate
-        for task in args.train_tasks[1:]
-    }
+    # Each training task's greedy success at the last evaluation (the trainer evaluates task rows one by one).
+    last_evaluation = [row for row in record["history"] if "eval_success_rate" in row][-1]
+    training_tasks_success = (
+        {household_env_id(t): last_evaluation[f"eval_{t}_success_rate"] for t in args.train_tasks}
+        if task_rows
+        else {train_env: last_evaluation["eval_success_rate"]}
+    )
     results = {
         "train_env": train_env,
         "train_tasks": [household_env_id(task) for task in args.train_tasks],
-        "other_training_tasks_final_greedy_success": more_training_tasks,
+        "training_tasks_final_greedy_success": training_tasks_success,
         "train_env_steps": args.total_env_steps,
         "stopped_at_target": args.stop_at_target,
         "bf16": args.bf16,
@@ -215,7 +216,10 @@ def main() -> None:
         "uniform_policy_success": uniform,
         "greedy_traces": [  # the first training task's was taken when its training ended
             record["greedy_trace"],
-            *(greedy_trace(model, env, args.history_length) for env in [*more_training_tasks, *unseen]),
+            *(
+                greedy_trace(model, env, args.history_length)
+                for env in [household_env_id(task) for task in args.train_tasks[1:]] + unseen
+            ),
         ],
         "history_length": args.history_length,
         "normalize_advantages": not args.raw_advantages,

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from common import (
     TARGET,
+    add_checkpoint_argument,
     add_learning_arguments,
     isolated,
     learning_settings,
@@ -313,9 +314,7 @@ def main() -> None:
         default=0,
         help="Prompts carry the episode's last N actions (EmbodiedPPOConfig.history_length; 0: none).",
     )
-    parser.add_argument(
-        "--checkpoint_dir", type=Path, help="Keep checkpoints under DIR/<task>/<estimator>_seed<k>."
-    )
+    add_checkpoint_argument(parser, "DIR/<task>/<estimator>_seed<k>")
     parser.add_argument(
         "--update_timing",
         type=int,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from common import (
     TARGET,
+    add_checkpoint_argument,
     add_learning_arguments,
     final_greedy_success,
     learning_settings,
@@ -183,12 +184,7 @@ def main() -> None:
         help="Another base model (a Hub id, a local checkpoint folder or a .gguf file) instead of the embedded default; "
         "needs --run_name, which keeps its runs beside the default model's.",
     )
-    parser.add_argument(
-        "--checkpoint_dir",
-        type=Path,
-        help="Keep a checkpoint per PPO iteration under DIR/<task>/<variant>_seed<k>[_<run_name>]; the same "
-        "command then continues a stopped run where it was.",
-    )
+    add_checkpoint_argument(parser, "DIR/<task>/<variant>_seed<k>[_<run_name>]")
     args = parser.parse_args()
     if args.model_name_or_path and not args.run_name:
         parser.error(

@@ -54,6 +54,7 @@ from common import (
     TARGET,
     TARGET_BY_ENV_FAMILY,
     add_bf16_argument,
+    add_checkpoint_argument,
     add_learning_arguments,
     final_greedy_success,
     learning_settings,
@@ -350,12 +351,7 @@ def main() -> None:
         action="store_true",
         help=f"Both methods start from {WARM_START_DEMONSTRATIONS} planner demonstrations (SFT / behaviour cloning).",
     )
-    parser.add_argument(
-        "--checkpoint_dir",
-        type=Path,
-        help="TWOSOME: keep a checkpoint per PPO iteration under DIR/<task>/twosome_seed<k>; the same command "
-        "then continues a stopped run where it was.",
-    )
+    add_checkpoint_argument(parser, "DIR/<task>/twosome_seed<k> (TWOSOME)")
     parser.add_argument(
         "--history_length",
         type=int,

@@ -179,6 +179,11 @@ def run_zero_shot(task: str, eval_episodes: int, env_kwargs: dict) -> dict:
     }
 
 
+def success_rate(rate: float) -> str:
+    """A success rate with the digits it has: 0.15 stays 0.15 (10 or 20 episodes), 1 reads 1.0."""
+    return f"{rate:.2f}" if round(rate, 1) != round(rate, 2) else f"{rate:.1f}"
+
+
 def markdown_table(summary: dict) -> str:
     """The README's table: per task and method, env steps to the target per seed (greedy evaluations and
     sampled training episodes), and the ratios PPO-MLP / TWOSOME."""
@@ -201,7 +206,7 @@ def markdown_table(summary: dict) -> str:
         for method, figures in row.items():
             if not isinstance(figures, dict):
                 continue
-            final = ", ".join(f"{s:.1f}" for s in figures["final_greedy_success"])
+            final = ", ".join(success_rate(s) for s in figures["final_greedy_success"])
             budget = ", ".join(sorted({str(b) for b in figures["budget_env_steps"]}))
             name = names[method]
             if task.endswith("_warm_start"):
@@ -220,7 +225,8 @@ def markdown_table(summary: dict) -> str:
                 others = "; ".join(
                     f"{policy_name}: "
                     + ", ".join(
-                        f"{mode.replace('_', ' ')} {m['success_rate']:.1f}" for mode, m in modes.items()
+                        f"{mode.replace('_', ' ')} {success_rate(m['success_rate'])}"
+                        for mode, m in modes.items()
                     )
                     for policy_name, modes in figures["play_modes"].items()
                 )

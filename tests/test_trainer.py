@@ -940,6 +940,14 @@ def test_several_evaluation_tasks_are_logged_each_and_as_their_mean(tmp_path, to
         both = (metrics[f"eval_choice_{key}"], metrics[f"eval_winning_{key}"])
         assert metrics[f"eval_{key}"] == pytest.approx(sum(both) / 2)
     assert trainer.eval_env is trainer.eval_envs and list(trainer.eval_envs) == ["choice", "winning"]
+    trainer.create_model_card()
+    card = (tmp_path / "run" / "README.md").read_text()
+    choice = metrics["eval_choice_success_rate"]
+    mean = metrics["eval_success_rate"]
+    assert (
+        f"| last success rate | {mean:.2f} (sampled evaluation, the mean of choice {choice:.2f}, winning 1.00) |"
+        in card
+    )
 
 
 def test_task_rows_are_evaluated_task_by_task(tmp_path, tokenizer):

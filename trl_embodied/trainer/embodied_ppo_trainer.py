@@ -476,6 +476,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         self._rollout_seconds = 0.0
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._last_success_rate: dict[str, float] = {}
+        self._last_task_success: dict[str, list[tuple[str, float]]] = {}
         self._trajectory_rows: list[dict[str, Any]] = []  # with save_rollouts, on the main process
         self._episodes_recorded = 0
         self._rounds: EpisodeRounds | None = None  # group estimators: rounds in flight, the scored queue
@@ -1187,6 +1188,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         policy = self.current_policy()
         local: dict[str, float] = {}
         per_task = []
+        task_success = []  # (name, success rate) of each task where there are several: the model card's
         for name, env in self.eval_envs.items():
             result = evaluate_policy(
                 policy,
@@ -1201,6 +1203,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             per_task.append(result.metrics())
             if name:
                 local.update(result.metrics(prefix=f"{name}_"))
+                task_success.append((name, result.success_rate))
         # The mean over tasks, each weighted alike (a key that some task lacks is averaged where present).
         for key in {key for metrics in per_task for key in metrics}:
             values = [metrics[key] for metrics in per_task if key in metrics]
@@ -1212,6 +1215,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         )
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in zip(keys, gathered.cpu(), strict=True)}
         self._last_success_rate[metric_key_prefix] = metrics[f"{metric_key_prefix}_success_rate"]
+        self._last_task_success[metric_key_prefix] = task_success
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -1406,7 +1410,13 @@ class EmbodiedPPOTrainer(_BaseTrainer):
                 base_id, base_note = name, f"`{name}`"
         envs = sorted({name for name, _, _ in self.env_factories})
         success = self._last_success_rate.get("eval", self._last_success_rate.get("train"))
-        source = "greedy evaluation" if "eval" in self._last_success_rate else "training episodes"
+        if "eval" in self._last_success_rate:
+            source = "greedy evaluation" if self.args.eval_greedy else "sampled evaluation"
+            if self._last_task_success.get("eval"):
+                tasks = ", ".join(f"{name} {rate:.2f}" for name, rate in self._last_task_success["eval"])
+                source += f", the mean of {tasks}"
+        else:
+            source = "training episodes"
         success_text = "not measured" if success is None else f"{success:.2f} ({source})"
         repo_id = self.hub_model_id or model_name or output_dir.name
         curve = ""

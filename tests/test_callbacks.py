@@ -73,6 +73,8 @@ def test_log_episodes_callback_plays_every_evaluation_task(tmp_path, tokenizer):
     assert [row[1] for row in callback.table] == ["first", "first", "second", "second"]
     table = (tmp_path / "run" / "episodes" / "step-1.md").read_text().splitlines()
     assert table[0] == "| step | task | episode | t | observation | action | probability | reward |"
+    trainer.eval_envs = {"only": TwoChoiceEnv}  # one task, named: its rows name it too
+    assert LogEpisodesCallback(trainer, num_episodes=1, freq=1).columns[1] == "task"
 
 
 def test_log_episodes_callback_writes_tables(tmp_path, tokenizer):

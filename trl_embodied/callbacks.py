@@ -65,8 +65,8 @@ class LogEpisodesCallback(TrainerCallback):
         self.freq = freq
         self.greedy = greedy
         self.table: list[list[Any]] = []  # every logged row so far, as TRL's callbacks keep theirs
-        several_tasks = len(trainer.eval_envs) > 1
-        self.columns = TASK_EPISODE_COLUMNS if several_tasks else EPISODE_COLUMNS
+        named_tasks = any(trainer.eval_envs)  # several tasks, or one the user named: rows name their task
+        self.columns = TASK_EPISODE_COLUMNS if named_tasks else EPISODE_COLUMNS
         self._last_logged_step = -1
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -91,7 +91,7 @@ class LogEpisodesCallback(TrainerCallback):
             rows += [
                 [
                     state.global_step,
-                    *([task] if task else []),  # named where there are several tasks
+                    *([task] if task else []),
                     record["seed"],
                     t,
                     step["prompt"],

@@ -1188,7 +1188,6 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         policy = self.current_policy()
         local: dict[str, float] = {}
         per_task = []
-        task_success = []  # (name, success rate) of each task where there are several: the model card's
         for name, env in self.eval_envs.items():
             result = evaluate_policy(
                 policy,
@@ -1202,8 +1201,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             )
             per_task.append(result.metrics())
             if name:
-                local.update(result.metrics(prefix=f"{name}_"))
-                task_success.append((name, result.success_rate))
+                local.update({f"{name}_{key}": value for key, value in per_task[-1].items()})
         # The mean over tasks, each weighted alike (a key that some task lacks is averaged where present).
         for key in {key for metrics in per_task for key in metrics}:
             values = [metrics[key] for metrics in per_task if key in metrics]
@@ -1215,7 +1213,10 @@ class EmbodiedPPOTrainer(_BaseTrainer):
         )
         metrics = {f"{metric_key_prefix}_{k}": float(v) for k, v in zip(keys, gathered.cpu(), strict=True)}
         self._last_success_rate[metric_key_prefix] = metrics[f"{metric_key_prefix}_success_rate"]
-        self._last_task_success[metric_key_prefix] = task_success
+        # Each named task's rate, gathered over the processes like the mean: the model card names them.
+        self._last_task_success[metric_key_prefix] = [
+            (name, metrics[f"{metric_key_prefix}_{name}_success_rate"]) for name in self.eval_envs if name
+        ]
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics

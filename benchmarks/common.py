@@ -133,6 +133,26 @@ def add_checkpoint_argument(parser: argparse.ArgumentParser, layout: str, more: 
     )
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, run_name_help: str) -> None:
+    """``--model_name_or_path``: another base model than the embedded default, and ``--run_name``, the record
+    name's part that keeps its runs apart (see :func:`check_model_arguments`)."""
+    parser.add_argument(
+        "--model_name_or_path",
+        default=None,
+        help="Another base model (a Hub id, a local checkpoint folder or a .gguf file) instead of the embedded "
+        "default; needs --run_name, which keeps its runs beside the default model's.",
+    )
+    parser.add_argument("--run_name", default="", help=run_name_help)
+
+
+def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse another model without a run name: its records would overwrite the default model's."""
+    if args.model_name_or_path and not args.run_name:
+        parser.error(
+            "--model_name_or_path needs --run_name (e.g. the model's name), so its runs are kept apart."
+        )
+
+
 def learning_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The budget, evaluation and stop of :func:`add_learning_arguments`' command line, as
     :func:`train_twosome`'s keyword arguments (the seed is each run's own)."""

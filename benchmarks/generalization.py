@@ -19,8 +19,9 @@ in this order, say how the run differed from the defaults: ``_tasks_<tasks>`` (`
 Food Preparation alone), ``_warm_start`` (``--warm_start``; ``_warm_start_<tasks>`` when it names fewer
 than the training tasks), ``_<n>_epochs`` (``_1_epoch`` for one; ``--num_ppo_epochs n`` other than the
 trainer's default), ``_history<n>`` (``--history_length n``: prompts that carry the last n actions, in
-training and on the unseen tasks), ``_raw_advantages`` (``--raw_advantages``), ``_seed<k>`` (a seed other
-than 0). The one-epoch results (``..._1_epoch.json``) are from before four epochs became the default.
+training and on the unseen tasks), ``_raw_advantages`` (``--raw_advantages``), ``_lr<x>`` (``--learning_rate x`` other
+than the trainer's default), ``_<run_name>`` (``--model_name_or_path`` with ``--run_name``: another base model),
+``_seed<k>`` (a seed other than 0). The one-epoch results (``..._1_epoch.json``) are from before four epochs became the default.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from common import (
     EVAL_SEED,
     add_bf16_argument,
     add_checkpoint_argument,
+    add_model_arguments,
+    check_model_arguments,
     greedy_trace,
     train_twosome,
     warm_start,
@@ -109,12 +112,27 @@ def main() -> None:
         action="store_true",
         help="Train on GAE's advantages as they are (normalize_advantages=False; see benchmarks/ppo_settings.py).",
     )
+    parser.add_argument(
+        "--learning_rate",
+        type=float,
+        default=EmbodiedPPOConfig.learning_rate,
+        help="The actor's (LoRA) learning rate (a larger base model may need a smaller one; see "
+        "benchmarks/README.md, the base model's prior).",
+    )
+    add_model_arguments(
+        parser, "The record name's last part, for a run of another base model (e.g. gemma3_270m)."
+    )
     add_checkpoint_argument(
         parser,
         "DIR (one run's own folder)",
         " (from its checkpoint's adapter: a warm start's SFT is not repeated)",
     )
     args = parser.parse_args()
+    check_model_arguments(parser, args)
+    if args.model_name_or_path and args.warm_start is not None:
+        parser.error(
+            "--warm_start clones demonstrations into the default model only; drop it or --model_name_or_path."
+        )
     warm_tasks = (args.warm_start or args.train_tasks) if args.warm_start is not None else []
     if not set(warm_tasks) <= set(args.train_tasks):
         parser.error(
@@ -126,6 +144,7 @@ def main() -> None:
         "num_ppo_epochs": args.num_ppo_epochs,
         "history_length": args.history_length,
         "normalize_advantages": not args.raw_advantages,
+        "learning_rate": args.learning_rate,
     }
     sft_cost = None
     if warm_tasks:
@@ -157,6 +176,7 @@ def main() -> None:
         eval_episodes=args.episodes,
         seed=args.seed,
         stop_at_target=args.stop_at_target,
+        model=args.model_name_or_path,
         bf16=args.bf16,
         task_rows=task_rows,
         checkpoint_dir=args.checkpoint_dir,
@@ -223,6 +243,8 @@ def main() -> None:
         ],
         "history_length": args.history_length,
         "normalize_advantages": not args.raw_advantages,
+        "learning_rate": args.learning_rate,
+        "model": args.model_name_or_path or "embedded default (SmolLM2-135M-Instruct)",
         "trained_beats_zero_shot_on": {mode: f"{n} of {len(unseen)}" for mode, n in wins.items()},
         "episodes": args.episodes,
         "seed": args.seed,
@@ -238,6 +260,10 @@ def main() -> None:
         name += f"_history{args.history_length}"
     if args.raw_advantages:
         name += "_raw_advantages"
+    if args.learning_rate != EmbodiedPPOConfig.learning_rate:
+        name += f"_lr{args.learning_rate:g}"
+    if args.run_name:
+        name += f"_{args.run_name}"
     if args.seed != 0:
         name += f"_seed{args.seed}"
     write_json(RESULTS / f"{name}.json", results, indent=1)

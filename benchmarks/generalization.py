@@ -133,10 +133,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     check_model_arguments(parser, args)
-    if args.model_name_or_path and args.warm_start is not None:
-        parser.error(
-            "--warm_start clones demonstrations into the default model only; drop it or --model_name_or_path."
-        )
     warm_tasks = (args.warm_start or args.train_tasks) if args.warm_start is not None else []
     if not set(warm_tasks) <= set(args.train_tasks):
         parser.error(
@@ -165,6 +161,7 @@ def main() -> None:
                 WARM_START_DEMONSTRATIONS,
                 10.0,
                 1e-3,
+                model=args.model_name_or_path,
             )
             if sft_file is not None:
                 write_json(sft_file, sft_cost)

@@ -89,7 +89,7 @@ def main() -> None:
         nargs="+",
         choices=TRAINING_TASKS,
         default=["FoodPreparation"],
-        help="The household tasks PPO trains on (several: task rows); the first is evaluated during training.",
+        help="The household tasks PPO trains on (several: task rows, each evaluated during training).",
     )
     parser.add_argument(
         "--warm_start",

@@ -1201,7 +1201,7 @@ class EmbodiedPPOTrainer(_BaseTrainer):
             )
             per_task.append(result.metrics())
             if name:
-                local.update({f"{name}_{key}": value for key, value in per_task[-1].items()})
+                local.update(result.metrics(prefix=f"{name}_"))
         # The mean over tasks, each weighted alike (a key that some task lacks is averaged where present).
         for key in {key for metrics in per_task for key in metrics}:
             values = [metrics[key] for metrics in per_task if key in metrics]
